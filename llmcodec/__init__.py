@@ -1,0 +1,1 @@
+"""llmcodec: a streaming audio codec whose codebooks are an LLM's token embeddings."""

@@ -1,0 +1,41 @@
+"""``llmcodec``: the command line. Each subcommand lives in its own module with
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules are imported only when run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "encode": ("llmcodec.commands.codec", "audio file -> LLM token JSON"),
+    "decode": ("llmcodec.commands.codec", "LLM token JSON -> audio file"),
+    "roundtrip": ("llmcodec.commands.codec", "audio file -> tokens -> audio file"),
+    "info": ("llmcodec.commands.codec", "print a model's facts"),
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmcodec", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(name, p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, OSError) as e:  # user errors: one line, non-zero exit
+        print(f"llmcodec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Typed, frozen model configurations, saved as JSON next to the weights.
+
+Two families: ``official`` (the non-causal UniAudio 1.5 reference, to load its
+published checkpoint) and the causal streaming sizes ``tiny``, ``small`` and
+``base``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Every hyperparameter of one codec. Derived facts are properties."""
+
+    name: str
+    causal: bool = True
+    sample_rate: int = 16000
+    # Encoder: conv(1, enc_channels, 7), then one block per stride doubling channels.
+    enc_channels: int = 32
+    enc_strides: tuple[int, ...] = (3, 4, 5, 8)
+    # Decoder: depthwise conv + 1x1 to dec_channels, attention, blocks halving channels.
+    dec_channels: int = 1536
+    dec_strides: tuple[int, ...] = (8, 5, 4, 3)
+    depthwise: bool = True
+    noise: bool = False  # reference NoiseBlock (deterministic: disabled at inference)
+    attn_window: int = 8  # past frames each frame sees (causal) / window size (official)
+    attn_head_dim: int = 64
+    # Quantizer
+    vq_strides: tuple[int, ...] = (4, 2, 1)
+    code_dim: int | None = None  # None: cosine search in the latent (reference); else factorised
+    llm_dim: int = 576
+    level_sizes: tuple[int, ...] = (4096, 49152, 49152)
+    llm_name: str = "SmolLM2-135M-Instruct"
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.vq_strides) != len(self.level_sizes):
+            raise ValueError(
+                f"vq_strides {self.vq_strides} and level_sizes {self.level_sizes} need the same length"
+            )
+        if any(s < 1 for s in self.enc_strides + self.dec_strides + self.vq_strides):
+            raise ValueError("strides must be positive integers")
+        if math.prod(self.enc_strides) != math.prod(self.dec_strides):
+            raise ValueError(
+                f"encoder hop {math.prod(self.enc_strides)} != decoder hop {math.prod(self.dec_strides)}"
+            )
+        if self.latent_dim % self.attn_head_dim or self.dec_channels % self.attn_head_dim:
+            raise ValueError("attention dims must be multiples of attn_head_dim")
+
+    # ---- derived facts -------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.enc_channels * 2 ** len(self.enc_strides)
+
+    @property
+    def hop(self) -> int:
+        """Samples per latent frame."""
+        return math.prod(self.enc_strides)
+
+    @property
+    def frames_per_block(self) -> int:
+        """Latent frames per streaming block: the lcm of the level strides."""
+        return math.lcm(*self.vq_strides)
+
+    @property
+    def block_size(self) -> int:
+        """Samples per streaming block (1920 for hop 480 and strides 4, 2, 1)."""
+        return self.hop * self.frames_per_block
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def tokens_per_block(self) -> tuple[int, ...]:
+        return tuple(self.frames_per_block // s for s in self.vq_strides)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return sum(self.tokens_per_block) * self.sample_rate / self.block_size
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.vq_strides)
+
+    # ---- JSON ----------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CodecConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                v = data[f.name]
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CodecConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+
+PRESETS: dict[str, CodecConfig] = {
+    # A few hundred thousand parameters: for tests.
+    "tiny": CodecConfig(
+        name="tiny", enc_channels=4, dec_channels=64, attn_head_dim=16, code_dim=16,
+        attn_window=8,
+    ),
+    # The size we train and ship: fast enough for many real-time streams per core.
+    "small": CodecConfig(name="small", enc_channels=16, dec_channels=384, code_dim=32),
+    # The reference's size, made causal.
+    "base": CodecConfig(name="base", enc_channels=32, dec_channels=1536),
+    # The non-causal reference itself (UniAudio 1.5 LLM-Codec, LLaMA-2 7B vocabulary).
+    "official": CodecConfig(
+        name="official", causal=False, enc_channels=32, dec_channels=1536, noise=True,
+        llm_dim=4096, level_sizes=(3248, 32000, 32000), llm_name="LLaMA-2-7B",
+    ),
+}
+
+
+def preset(name: str) -> CodecConfig:
+    """The named preset; raises ValueError naming the accepted names."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; accepted: {sorted(PRESETS)}")
+    return PRESETS[name]

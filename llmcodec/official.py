@@ -1,0 +1,360 @@
+"""Load, run and convert the published (non-causal) UniAudio 1.5 LLM-Codec checkpoint.
+
+The published file holds ``{'codec_model': state_dict}`` with the old
+``torch.nn.utils.weight_norm`` pairs (``weight_g``/``weight_v``), the rotary
+``rel_pos.inv_freq`` buffers and the frozen LLM codebooks
+(``quantizer.quantizers.{i}.codebook.weight``). Our ``LLMCodec`` with the
+``official`` configuration has the same module tree, so loading is: fold the
+weight-norm pairs, drop the rotary buffers (recomputed by our attention), take
+the codebooks out as the quantizer's frozen tables.
+
+Our ``LLMCodec.encode``/``decode`` stream block by block and need a causal
+configuration; ``official_encode``/``official_decode`` run the non-causal model
+on whole sequences, exactly as the reference's ``encode``/``decode`` do.
+
+    python -m llmcodec.official llm3_codec_uni.pth -o converted/
+
+writes ``config.json``, ``model.safetensors`` (folded weights, no codebooks) and
+``codebooks.safetensors`` (``level0``, ``level1``, ...); ``load_converted`` reads
+them back without pickle.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import pickle
+import re
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import CodecConfig, preset
+from .model import EncodedAudio, LLMCodec
+
+CODEC_KEY = "codec_model"
+_ACCEPTED = ("{'codec_model': state_dict} (the published LLM-Codec layout) or a bare state dict "
+             "with 'encoder.block.*', 'decoder.model.*' and 'quantizer.quantizers.*' tensors")
+_CODEBOOK = re.compile(r"^quantizer\.quantizers\.(\d+)\.codebook\.weight$")
+_INV_FREQ_SUFFIX = ".rel_pos.inv_freq"
+
+
+# ---------------------------------------------------------------- reading the file
+def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
+    """The codec state dict inside a loaded checkpoint object."""
+    if isinstance(obj, dict) and CODEC_KEY in obj:
+        obj = obj[CODEC_KEY]
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"{source}: not an LLM-Codec checkpoint (got {type(obj).__name__}); "
+                         f"accepted: {_ACCEPTED}")
+    keys = list(obj)
+    if all(isinstance(k, str) and k.startswith("module.") for k in keys):  # DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad or not any(k.startswith("encoder.block.") for k in obj) \
+            or not any(k.startswith("decoder.model.") for k in obj):
+        shown = sorted(map(str, obj))[:8]
+        raise ValueError(f"{source}: not an LLM-Codec checkpoint (keys {shown}"
+                         f"{' ...' if len(obj) > 8 else ''}); accepted: {_ACCEPTED}")
+    return dict(obj)
+
+
+def read_official_state_dict(path: str | Path, *, map_location: str | torch.device = "cpu"
+                             ) -> dict[str, Tensor]:
+    """``torch.load`` (weights only) and unwrap the codec's state dict."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read as a weights-only torch checkpoint ({e}); "
+                         f"accepted: {_ACCEPTED}") from None
+    return _unwrap(obj, str(path))
+
+
+# ---------------------------------------------------------------- folding
+def _weight_norm_dim(g: Tensor, v: Tensor) -> int:
+    """The ``dim`` the old ``weight_norm`` used: the one axis where g is not 1."""
+    if g.dim() == v.dim():
+        axes = [d for d in range(v.dim()) if g.shape[d] != 1]
+        if not axes or (len(axes) == 1 and g.shape[axes[0]] == v.shape[axes[0]]):
+            return axes[0] if axes else 0
+    if g.numel() == 1:  # weight_norm(dim=None): one norm over the whole tensor
+        return -1
+    raise ValueError(f"weight_g shape {tuple(g.shape)} does not fit weight_v shape {tuple(v.shape)}")
+
+
+def fold_weight(g: Tensor, v: Tensor) -> Tensor:
+    """``g * v / ||v||``, the norm over every axis but ``dim`` (the old API's
+    ``torch._weight_norm``: for ConvTranspose1d, dim 0 is the input channels)."""
+    dim = _weight_norm_dim(g, v)
+    if v.dtype not in (torch.float32, torch.float64):
+        g, v = g.float(), v.float()
+    if hasattr(torch, "_weight_norm"):  # the very op the reference runs at every forward
+        return torch._weight_norm(v, g, dim)
+    if dim == -1:
+        return v * (g / v.norm())
+    norm = v.transpose(0, dim).reshape(v.shape[dim], -1).norm(dim=1)
+    shape = [1] * v.dim()
+    shape[dim] = -1
+    return v * (g / norm.view(shape))
+
+
+def _check_inv_freq(key: str, inv_freq: Tensor) -> None:
+    if inv_freq.is_meta:
+        return
+    d = 2 * inv_freq.numel()
+    ours = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    if not torch.allclose(inv_freq.double().cpu(), ours, rtol=1e-6, atol=0):
+        raise ValueError(f"{key} is not the standard rotary table for head dim {d}: "
+                         "our attention would compute different positions")
+
+
+def split_official_state_dict(sd: dict[str, Tensor]
+                              ) -> tuple[dict[str, Tensor], list[Tensor], dict[str, Tensor]]:
+    """-> (our weights with weight norm folded, codebook tables by level, inv_freq buffers)."""
+    weights: dict[str, Tensor] = {}
+    codebooks: dict[int, Tensor] = {}
+    inv_freqs: dict[str, Tensor] = {}
+    for k, t in sd.items():
+        m = _CODEBOOK.match(k)
+        if m:
+            codebooks[int(m.group(1))] = t
+        elif k.endswith(_INV_FREQ_SUFFIX):
+            _check_inv_freq(k, t)
+            inv_freqs[k] = t
+        elif k.endswith(".weight_g"):
+            base = k[: -len("_g")]
+            if base + "_v" not in sd:
+                raise ValueError(f"{k} has no matching {base}_v")
+            weights[base] = fold_weight(t, sd[base + "_v"])
+        elif k.endswith(".weight_v"):
+            if k[: -len("_v")] + "_g" not in sd:
+                raise ValueError(f"{k} has no matching {k[:-len('_v')]}_g")
+        else:
+            weights[k] = t
+    if sorted(codebooks) != list(range(len(codebooks))):
+        raise ValueError(f"codebook levels {sorted(codebooks)} are not 0..n-1")
+    return weights, [codebooks[i] for i in range(len(codebooks))], inv_freqs
+
+
+# ---------------------------------------------------------------- configuration
+def _shape(sd: dict[str, Tensor], key: str) -> tuple[int, ...]:
+    for k in (key, key + "_v"):
+        if k in sd:
+            return tuple(sd[k].shape)
+    raise ValueError(f"checkpoint has no {key!r} (needed to infer the model's shape)")
+
+
+def infer_config(sd: dict[str, Tensor], name: str = "official") -> CodecConfig:
+    """A non-causal ``CodecConfig`` from the tensor shapes of an official state dict.
+
+    Read from shapes: encoder/decoder channels and strides (kernel = 2 * stride),
+    depthwise, noise, attention head dim (``inv_freq`` length), level sizes and
+    LLM dim. Not visible in shapes, so taken from the ``official`` preset: the
+    attention window (8) and the VQ strides (4, 2, 1).
+    """
+    base = preset("official")
+    enc = "encoder.block"
+    c0 = _shape(sd, f"{enc}.0.weight")[0]
+    enc_strides, i = [], 1
+    while f"{enc}.{i}.block.4.weight_v" in sd or f"{enc}.{i}.block.4.weight" in sd:
+        enc_strides.append(_shape(sd, f"{enc}.{i}.block.4.weight")[2] // 2)
+        i += 1
+    if not enc_strides:
+        raise ValueError("checkpoint has no encoder blocks ('encoder.block.1.block.4.weight_v')")
+    depthwise = _shape(sd, f"{enc}.1.block.0.block.1.weight")[1] == 1 and c0 > 1
+    inv = f"{enc}.{i}.rel_pos.inv_freq"
+    head_dim = 2 * _shape(sd, inv)[0] if inv in sd else base.attn_head_dim
+
+    dec = "decoder.model"
+    first = 1 if depthwise else 0
+    dec_channels = _shape(sd, f"{dec}.{first}.weight")[0]
+    j = first + 2  # after the input conv(s) and the attention
+    dec_strides, noise = [], False
+    while f"{dec}.{j}.block.1.weight_v" in sd or f"{dec}.{j}.block.1.weight" in sd:
+        dec_strides.append(_shape(sd, f"{dec}.{j}.block.1.weight")[2] // 2)
+        noise = noise or any(k.startswith(f"{dec}.{j}.block.2.linear.") for k in sd)
+        j += 1
+
+    levels = sorted(int(m.group(1)) for m in map(_CODEBOOK.match, sd) if m)
+    if not levels:
+        raise ValueError("checkpoint has no 'quantizer.quantizers.{i}.codebook.weight' tables")
+    tables = [_shape(sd, f"quantizer.quantizers.{n}.codebook.weight") for n in levels]
+    vq_strides = base.vq_strides
+    if len(levels) != len(vq_strides):
+        raise ValueError(f"{len(levels)} quantizer levels; the official layout has {len(vq_strides)} "
+                         f"(strides {vq_strides}) and the strides cannot be read from shapes")
+    try:
+        cfg = dataclasses.replace(
+            base, name=name, causal=False, enc_channels=c0, enc_strides=tuple(enc_strides),
+            dec_channels=dec_channels, dec_strides=tuple(dec_strides), depthwise=depthwise,
+            noise=noise, attn_head_dim=head_dim, vq_strides=vq_strides, code_dim=None,
+            llm_dim=tables[0][1], level_sizes=tuple(t[0] for t in tables))
+    except ValueError as e:
+        raise ValueError(f"checkpoint shapes give an invalid configuration: {e}") from None
+    proj = _shape(sd, "quantizer.quantizers.0.cb_proj.weight")
+    if proj != (cfg.latent_dim, cfg.llm_dim):
+        raise ValueError(f"cb_proj shape {proj} != (latent {cfg.latent_dim}, llm dim {cfg.llm_dim})")
+    return cfg
+
+
+# ---------------------------------------------------------------- building the model
+def _limited(keys: list[str], n: int = 20) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def _load_weights(model: LLMCodec, weights: dict[str, Tensor], source: str) -> None:
+    ours = model.state_dict()
+    missing = sorted(set(ours) - set(weights))
+    unexpected = sorted(set(weights) - set(ours))
+    if missing or unexpected:
+        raise ValueError(f"{source}: checkpoint does not fit the inferred model "
+                         f"(missing keys: [{_limited(missing)}]; unexpected keys: [{_limited(unexpected)}])")
+    wrong = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
+             for k, v in ours.items() if tuple(weights[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise ValueError(f"{source}: shape mismatches: {_limited(wrong)}")
+    model.load_state_dict(weights, strict=True)
+
+
+def build_official(sd: dict[str, Tensor], source: str = "checkpoint") -> LLMCodec:
+    """An inference-ready ``LLMCodec`` from an official (un-folded) state dict."""
+    cfg = infer_config(sd)
+    weights, codebooks, _ = split_official_state_dict(sd)
+    model = LLMCodec(cfg)
+    _load_weights(model, weights, source)
+    model.set_codebooks(codebooks)
+    return model.prepare_inference()
+
+
+def load_official_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> LLMCodec:
+    """The published checkpoint (``torch.load(path)['codec_model']``) as our ``LLMCodec``."""
+    return build_official(read_official_state_dict(path, map_location=map_location), str(path))
+
+
+# ---------------------------------------------------------------- offline inference
+def pad_multiple(cfg: CodecConfig) -> int:
+    """Samples the input is right-padded to: hop * lcm(largest VQ stride, window) = 3840."""
+    return cfg.hop * math.lcm(max(cfg.vq_strides), cfg.attn_window)
+
+
+def _check_official(model: LLMCodec) -> None:
+    if model.cfg.causal:
+        raise ValueError("official_encode/decode run non-causal models; use model.encode/decode")
+
+
+def _quantize_reference(model: LLMCodec, z: Tensor) -> list[Tensor]:
+    """The reference's residual VQ, with its distance formula
+    ``argmax(-(|e|^2 - 2 e.c + |c|^2))`` over L2-normalised vectors, so that
+    near-ties resolve exactly as in the published code."""
+    residual, codes = z, []
+    for q in model.quantizer.quantizers:
+        pooled = F.avg_pool1d(residual, q.stride) if q.stride > 1 else residual
+        table, unit = q._tables()
+        e = F.normalize(pooled.transpose(1, 2).reshape(-1, pooled.shape[1]))
+        dist = e.pow(2).sum(1, keepdim=True) - 2 * e @ unit.t() + unit.pow(2).sum(1, keepdim=True).t()
+        idx = (-dist).max(1)[1].reshape(pooled.shape[0], -1)
+        zq = F.embedding(idx, table).transpose(1, 2)
+        zq = pooled + (zq - pooled)  # the straight-through sum's value, as in the reference
+        if q.stride > 1:
+            zq = zq.repeat_interleave(q.stride, dim=-1)
+        residual = residual - zq
+        codes.append(idx)
+    return codes
+
+
+@torch.no_grad()
+def official_encode(model: LLMCodec, wav: Tensor) -> EncodedAudio:
+    """wav [B, T] (any T >= 1) -> codes per level, like the reference's ``encode``:
+    right-padded with zeros to a multiple of ``pad_multiple`` (3840 samples)."""
+    _check_official(model)
+    if wav.dim() != 2 or wav.shape[-1] < 1:
+        raise ValueError(f"official_encode takes [B, T] audio, got shape {tuple(wav.shape)}")
+    n, m = wav.shape[-1], pad_multiple(model.cfg)
+    wav = F.pad(wav, (0, -(-n // m) * m - n))
+    z = model.encoder(wav.unsqueeze(1))
+    return EncodedAudio(_quantize_reference(model, z), n)
+
+
+@torch.no_grad()
+def official_decode(model: LLMCodec, codes: list[Tensor] | EncodedAudio,
+                    num_samples: int | None = None) -> Tensor:
+    """codes per level -> wav [B, T]; the reference's ``decode`` (noise off).
+    Trimmed to ``num_samples`` (default: the ``EncodedAudio``'s length, else untrimmed)."""
+    _check_official(model)
+    if isinstance(codes, EncodedAudio):
+        num_samples = codes.num_samples if num_samples is None else num_samples
+        codes = codes.codes
+    model._check_codes(codes)
+    frames = codes[-1].shape[1] * model.cfg.vq_strides[-1]
+    if frames % model.cfg.attn_window:
+        raise ValueError(f"{frames} frames is not a multiple of the attention window "
+                         f"{model.cfg.attn_window} (encode pads to {pad_multiple(model.cfg)} samples)")
+    wav = model.decoder(model.quantizer.decode(codes)).squeeze(1)
+    return wav if num_samples is None else wav[:, :num_samples]
+
+
+# ---------------------------------------------------------------- our format
+CONFIG_FILE, WEIGHTS_FILE, CODEBOOKS_FILE = "config.json", "model.safetensors", "codebooks.safetensors"
+
+
+def save_converted(model: LLMCodec, out_dir: str | Path) -> Path:
+    from safetensors.torch import save_file
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.cfg.save(out / CONFIG_FILE)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE),
+              metadata={"format": "pt", "config": model.cfg.name})
+    save_file({f"level{i}": q.codebook.detach().contiguous() for i, q in enumerate(model.quantizer.quantizers)},
+              str(out / CODEBOOKS_FILE), metadata={"format": "pt", "llm": model.cfg.llm_name})
+    return out
+
+
+def convert_official(path: str | Path, out_dir: str | Path, *,
+                     map_location: str | torch.device = "cpu") -> Path:
+    """Published checkpoint -> ``out_dir/{config.json, model.safetensors, codebooks.safetensors}``."""
+    return save_converted(load_official_checkpoint(path, map_location=map_location), out_dir)
+
+
+def load_converted(directory: str | Path, *, device: str | torch.device = "cpu") -> LLMCodec:
+    """Read a converted directory back (safetensors only, never pickle)."""
+    from safetensors.torch import load_file
+    d = Path(directory)
+    for f in (CONFIG_FILE, WEIGHTS_FILE, CODEBOOKS_FILE):
+        if not (d / f).is_file():
+            raise ValueError(f"{d}: missing {f} (expected {CONFIG_FILE}, {WEIGHTS_FILE}, {CODEBOOKS_FILE})")
+    cfg = CodecConfig.load(d / CONFIG_FILE)
+    model = LLMCodec(cfg)
+    _load_weights(model, load_file(str(d / WEIGHTS_FILE), device=str(device)), str(d / WEIGHTS_FILE))
+    tables = load_file(str(d / CODEBOOKS_FILE), device=str(device))
+    names = [f"level{i}" for i in range(cfg.num_levels)]
+    if sorted(tables) != sorted(names):
+        raise ValueError(f"{d / CODEBOOKS_FILE}: keys {sorted(tables)}, expected {names}")
+    model.to(device)
+    model.set_codebooks([tables[k] for k in names])
+    return model.prepare_inference()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m llmcodec.official",
+                                description="Convert a published LLM-Codec checkpoint to llmcodec's format.")
+    p.add_argument("checkpoint", help="the published .pth ({'codec_model': state_dict})")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    args = p.parse_args(argv)
+    try:
+        out = convert_official(args.checkpoint, args.out)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    cfg = CodecConfig.load(out / CONFIG_FILE)
+    print(f"wrote {out}/{{{CONFIG_FILE}, {WEIGHTS_FILE}, {CODEBOOKS_FILE}}}: latent {cfg.latent_dim}, "
+          f"levels {cfg.level_sizes} x {cfg.llm_dim}, strides {cfg.enc_strides}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The streaming runtime: backends, buffering, sessions, batching, server and clients."""
