@@ -168,7 +168,9 @@ def infer_config(sd: dict[str, Tensor], name: str = "official") -> CodecConfig:
         raise ValueError("checkpoint has no encoder blocks ('encoder.block.1.block.4.weight_v')")
     depthwise = _shape(sd, f"{enc}.1.block.0.block.1.weight")[1] == 1 and c0 > 1
     inv = f"{enc}.{i}.rel_pos.inv_freq"
-    head_dim = 2 * _shape(sd, inv)[0] if inv in sd else base.attn_head_dim
+    if inv not in sd:  # the published attention always uses rotary positions (as ours does)
+        raise ValueError(f"checkpoint has no {inv!r} (the encoder attention's rotary table)")
+    head_dim = 2 * _shape(sd, inv)[0]
 
     dec = "decoder.model"
     first = 1 if depthwise else 0

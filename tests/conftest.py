@@ -1,0 +1,45 @@
+"""Shared fixtures: real recorded speech and the bundled default model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from llmcodec.speech import speech_clip
+
+
+@pytest.fixture(scope="session")
+def speech_30s() -> np.ndarray:
+    """30 s of real recorded speech (Debian asterisk-core-sounds-en-wav), 16 kHz float32."""
+    return speech_clip(30.0)
+
+
+@pytest.fixture(scope="session")
+def speech_30s_file(tmp_path_factory, speech_30s) -> str:
+    """The same 30 s, written as a 44.1 kHz stereo WAV (exercises resampling and down-mix)."""
+    import soxr
+    path = tmp_path_factory.mktemp("audio") / "speech30_44k_stereo.wav"
+    a = soxr.resample(speech_30s, 16000, 44100).astype(np.float32)
+    sf.write(str(path), np.stack([a, a * 0.5], axis=1), 44100, subtype="FLOAT")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def default_backend():
+    """The bundled default model behind the torch backend (loaded once)."""
+    from stream.backends import make_backend
+    return make_backend("torch")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A seeded tiny causal model with small random codebooks (fast tests)."""
+    import torch
+    from llmcodec.config import preset
+    from llmcodec.model import LLMCodec
+    import dataclasses
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(preset("tiny"), level_sizes=(64, 256, 256), llm_dim=32)
+    m = LLMCodec(cfg)
+    m.set_codebooks([torch.randn(n, cfg.llm_dim) for n in cfg.level_sizes])
+    return m.prepare_inference()
