@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import pickle
 import re
 import sys
 from pathlib import Path
@@ -67,9 +66,9 @@ def read_official_state_dict(path: str | Path, *, map_location: str | torch.devi
     """``torch.load`` (weights only) and unwrap the codec's state dict."""
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
+    except OSError:  # missing or unreadable file: not a format problem
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+    except Exception as e:  # the weights-only unpickler raises many types on foreign data
         raise ValueError(f"{path}: cannot read as a weights-only torch checkpoint ({e}); "
                          f"accepted: {_ACCEPTED}") from None
     return _unwrap(obj, str(path))
@@ -226,7 +225,10 @@ def _load_weights(model: LLMCodec, weights: dict[str, Tensor], source: str) -> N
 def build_official(sd: dict[str, Tensor], source: str = "checkpoint") -> LLMCodec:
     """An inference-ready ``LLMCodec`` from an official (un-folded) state dict."""
     cfg = infer_config(sd)
-    weights, codebooks, _ = split_official_state_dict(sd)
+    weights, codebooks, inv_freqs = split_official_state_dict(sd)
+    for k, t in inv_freqs.items():  # our attention recomputes these for cfg.attn_head_dim
+        if 2 * t.numel() != cfg.attn_head_dim:
+            raise ValueError(f"{k} implies head dim {2 * t.numel()}, the encoder's is {cfg.attn_head_dim}")
     model = LLMCodec(cfg)
     _load_weights(model, weights, source)
     model.set_codebooks(codebooks)

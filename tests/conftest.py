@@ -8,6 +8,13 @@ import soundfile as sf
 from llmcodec.speech import speech_clip
 
 
+def pytest_configure(config):
+    # One intra-op thread: the suite runs on a shared 2-core machine, where
+    # torch's spinning worker threads slow everything down under contention.
+    import torch
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def speech_30s() -> np.ndarray:
     """30 s of real recorded speech (Debian asterisk-core-sounds-en-wav), 16 kHz float32."""
