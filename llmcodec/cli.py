@@ -12,6 +12,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("llmcodec.commands.codec", "LLM token JSON -> audio file"),
     "roundtrip": ("llmcodec.commands.codec", "audio file -> tokens -> audio file"),
     "info": ("llmcodec.commands.codec", "print a model's facts"),
+    "prepare-data": ("llmcodec.commands.prepare_data", "build the local training corpus cache"),
+    "train": ("llmcodec.commands.train", "train a codec (the LLM-Codec recipe), resumable"),
+    "eval": ("llmcodec.commands.eval", "PESQ/STOI/WER/DNSMOS of a model and Opus 6 kbps"),
+    "export": ("llmcodec.commands.export", "model -> ONNX step graphs (+ int8, TensorRT engines)"),
+    "convert-official": ("llmcodec.commands.convert", "published UniAudio 1.5 checkpoint -> model directory"),
 }
 
 

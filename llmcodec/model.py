@@ -115,6 +115,9 @@ class LLMCodec(nn.Module):
         """wav [B, T] (any T >= 1; zero-padded to whole blocks) -> EncodedAudio."""
         if wav.dim() != 2:
             raise ValueError(f"encode takes [B, T] audio, got shape {tuple(wav.shape)}")
+        if not self.cfg.causal:  # the non-causal reference runs on whole sequences
+            from .official import official_encode
+            return official_encode(self, wav)
         n, b = wav.shape[-1], self.block_size
         blocks = max(1, -(-n // b))
         wav = torch.nn.functional.pad(wav, (0, blocks * b - n))
@@ -129,6 +132,9 @@ class LLMCodec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: list[Tensor], num_samples: int | None = None) -> Tensor:
         """codes per level [B, blocks * tokens_per_block[l]] -> wav [B, T]."""
+        if not self.cfg.causal:
+            from .official import official_decode
+            return official_decode(self, codes, num_samples)
         blocks = self._check_codes(codes)
         state = self.init_decoder_state(codes[0].shape[0], codes[0].device)
         out = []

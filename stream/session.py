@@ -90,6 +90,7 @@ class Session:
         self.ended = False  # the client sent end
         self.accepting = True  # False once the server drains or the session failed
         self.removed = False  # the connection is gone: drop results
+        self.failed = False  # an error was queued: drop results
         # batcher bookkeeping
         self.pending: deque[Block | CodesJob] = deque()
         self.in_flight = False
@@ -153,12 +154,9 @@ class Session:
         """Blocks created but not yet handed to the sender."""
         return self.next_seq - self.delivered
 
-    def mark_busy(self) -> None:
-        self._idle.clear()
-
     def deliver(self, result: StepResult) -> None:
         """Called by the batcher, on the event loop, in seq order."""
-        if self.removed:
+        if self.removed or self.failed:
             return
         self.delivered += 1
         self.out.put_nowait(Outgoing("result", result))
@@ -168,15 +166,23 @@ class Session:
     def fail(self, error: Any) -> None:
         """Stop taking input and queue an error for the sender (closes after it)."""
         self.accepting = False
+        self.failed = True
         self.pending.clear()
         self._idle.set()
         self.out.put_nowait(Outgoing("error", error=error))
 
     async def wait_idle(self) -> None:
         """Until every block created so far has been delivered."""
-        while self.outstanding > 0 and not self.removed and self.accepting:
+        while self.outstanding > 0 and not self.removed and not self.failed:
             self._idle.clear()
             await self._idle.wait()
+
+    def close(self) -> None:
+        """The connection is gone: drop pending work and wake waiters."""
+        self.removed = True
+        self.accepting = False
+        self.pending.clear()
+        self._idle.set()
 
     def __repr__(self) -> str:
         return (f"Session({self.id}, {self.endpoint}, in={self.samples_in}, blocks={self.next_seq}, "

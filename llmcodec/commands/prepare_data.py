@@ -1,0 +1,35 @@
+"""prepare-data: build the local training corpus cache from offline sources."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="data_cache", help="corpus directory to create (default: data_cache)")
+    p.add_argument("--langs", default="en,es,fr", help="recorded prompt languages, comma-separated")
+    p.add_argument("--piper-minutes", type=float, default=120.0, help="minutes of synthesised English speech")
+    p.add_argument("--max-prompts", type=int, default=None, help="training prompts per language (default: all)")
+    p.add_argument("--max-heldout", type=int, default=None, help="held-out prompts per language (default: all)")
+    p.add_argument("--music-seconds", type=float, default=None, help="seconds of music (default: all)")
+    p.add_argument("--no-events", action="store_true", help="leave out event sounds")
+    p.add_argument("--no-teachers", action="store_true",
+                   help="skip Whisper frames and transcript embeddings (no semantic/consistency losses)")
+    p.add_argument("--track-seconds", type=float, default=28.0, help="length of packed tracks (<= 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="threads for the Whisper encoder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmcodec.data.corpus import PrepareOptions, build_corpus
+    langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
+    opts = PrepareOptions(langs=langs, max_prompts=args.max_prompts, max_heldout=args.max_heldout,
+                          piper_minutes=args.piper_minutes, music_seconds=args.music_seconds,
+                          events=not args.no_events, track_seconds=args.track_seconds,
+                          teachers=not args.no_teachers, seed=args.seed, threads=args.threads)
+    build_corpus(args.out, opts)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmcodec.cli import main as cli_main
+    return cli_main(["prepare-data", *(argv or [])])
