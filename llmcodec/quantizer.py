@@ -12,7 +12,7 @@ every level's stride.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +23,18 @@ from .config import CodecConfig
 
 @dataclass(frozen=True)
 class QuantizerResult:
-    """Codes per level ``[B, F / stride_l]``, quantized latent ``[B, C, F]`` and losses."""
+    """Codes per level ``[B, F / stride_l]``, quantized latent ``[B, C, F]`` and losses.
+
+    ``levels[l]`` is level ``l``'s quantized latent ``[B, C, F / stride_l]`` at its own
+    rate (before up-sampling; straight-through, so it carries the encoder's gradient):
+    the inputs of the training-only semantic and consistency losses.
+    """
 
     codes: list[Tensor]
     quantized: Tensor
     commitment_loss: Tensor
     codebook_loss: Tensor
+    levels: list[Tensor] = field(default_factory=list)
 
 
 class LevelVQ(nn.Module):
@@ -123,14 +129,15 @@ class MultiScaleRVQ(nn.Module):
         if frames % lcm:
             raise ValueError(f"{frames} frames is not a multiple of the largest stride {lcm}")
         residual, total = z, torch.zeros_like(z)
-        codes, commit, book = [], z.new_zeros(()), z.new_zeros(())
+        codes, levels, commit, book = [], [], z.new_zeros(()), z.new_zeros(())
         for q in self.quantizers:
             c, zq, lc, lb = q(residual)
             residual = residual - zq
             total = total + zq
             codes.append(c)
+            levels.append(zq[..., ::q.stride] if q.stride > 1 else zq)  # undo repeat_interleave
             commit, book = commit + lc, book + lb
-        return QuantizerResult(codes, total, commit, book)
+        return QuantizerResult(codes, total, commit, book, levels)
 
     def decode(self, codes: list[Tensor]) -> Tensor:
         """codes per level [B, F/s_l] -> quantized latent [B, C, F]: one gather per level."""
