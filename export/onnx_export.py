@@ -14,12 +14,19 @@ Only the batch axis is dynamic. Weight norm is folded and the quantizer's
 projected tables (``table``, ``table_unit``) are constants in the graphs.
 ``metadata_props`` hold the facts of :class:`export.metadata.GraphInfo`.
 
-The dynamo exporter (``torch.onnx.export(dynamo=True)``) is used for every
-graph: it exports all three (torch 2.13) and its graphs run fastest in ONNX
-Runtime. The legacy TorchScript exporter (``dynamo=False``) is only a
-fallback if dynamo fails; at torch 2.13 its decoder graph is rejected by ONNX
-Runtime (shape inference of the transposed-conv MatMul), and the fallback is
-checked by loading the result in ONNX Runtime before it is kept.
+Exporter: the dynamo exporter (``torch.onnx.export(dynamo=True)``, needs
+``onnxscript``) exports all three graphs at torch 2.13, so it is used for
+every graph. The legacy TorchScript exporter (``dynamo=False``) is only the
+fallback if dynamo fails; at torch 2.13 its decoder graph does not load in
+ONNX Runtime (it traces the transposed conv's ``weight.reshape(cin, -1)``
+into a wrong constant shape), so a fallback graph is kept only after ONNX
+Runtime has loaded it.
+
+In the graphs, the attention's ``torch.stack`` of windows becomes
+Unsqueeze + Concat and the kernel-2s transposed convolution a MatMul + Pad +
+Add (no ConvTranspose); ONNX Runtime needs its extended graph optimizations
+(``ORT_ENABLE_ALL`` in ``stream.onnx_backend``): with basic ones only, a
+step of the default model takes over twice as long.
 """
 from __future__ import annotations
 
@@ -31,7 +38,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -204,11 +210,20 @@ def export_graph(model: LLMCodec, graph: str, path: str | Path, *, opset: int = 
         _finish(path, info)
         return "dynamo"
     except Exception as e:  # noqa: BLE001 - any dynamo failure falls back to legacy
-        log.warning("dynamo export of %s failed (%s: %s); using the legacy exporter",
-                    graph, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        first = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        hint = " (the dynamo exporter needs the `onnxscript` package)" \
+            if isinstance(e, ImportError) else ""
+        log.warning("dynamo export of %s failed (%s)%s; trying the legacy exporter", graph, first, hint)
+    # Legacy TorchScript exporter: the fallback only. It is kept only if ONNX
+    # Runtime loads its graph (at torch 2.13 its decoder graph does not load).
     info = graph_info(model, graph, "legacy", opset, vocab_size)
-    _export_legacy(wrapper, args, path, info, opset)
-    _finish(path, info)
+    try:
+        _export_legacy(wrapper, args, path, info, opset)
+        _finish(path, info)
+    except Exception as e:  # noqa: BLE001
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"could not export the {graph} graph: dynamo failed ({first}){hint}; "
+                           f"legacy failed ({type(e).__name__}: {str(e)[:300]})") from None
     return "legacy"
 
 
@@ -314,13 +329,6 @@ def export_model(model: LLMCodec | LoadedCodec | str | Path | None, out_dir: str
     return ExportResult(out, files, exporters, seconds)
 
 
-def reference_codes(model: LLMCodec, wav: np.ndarray) -> list[np.ndarray]:
-    """Offline torch codes of ``wav`` float32 [T] (helper for parity checks)."""
-    with torch.inference_mode():
-        enc = model.encode(torch.from_numpy(np.ascontiguousarray(wav, np.float32))[None])
-    return [c[0].numpy() for c in enc.codes]
-
-
 __all__ = ["DecoderStep", "EncoderStep", "ExportResult", "QuantizerStep", "export_graph",
-           "export_model", "graph_info", "quantize_int8", "quantizer_nodes", "reference_codes",
+           "export_model", "graph_info", "quantize_int8", "quantizer_nodes",
            "LATENT_NAME", "PCM_NAME", "OUT_SUFFIX", "codes_names"]

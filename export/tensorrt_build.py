@@ -148,6 +148,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, min_batch: i
 def build_engines(export_dir: str | Path, *, max_batch: int = 64, opt_batch: int | None = None,
                   fp16: bool = False, force: bool = False) -> list[EngineBuild]:
     """Engines for ``encoder.onnx`` and ``decoder.onnx`` of an export directory."""
+    _trt()  # a clear ImportError first, on machines without TensorRT
     export_dir = Path(export_dir)
     read_manifest(export_dir)
     if max_batch < 1:

@@ -12,11 +12,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("llmcodec.commands.codec", "LLM token JSON -> audio file"),
     "roundtrip": ("llmcodec.commands.codec", "audio file -> tokens -> audio file"),
     "info": ("llmcodec.commands.codec", "print a model's facts"),
+    "icl": ("llmcodec.commands.icl", "few-shot audio task learning with a frozen LLM (in-context)"),
     "prepare-data": ("llmcodec.commands.prepare_data", "build the local training corpus cache"),
     "train": ("llmcodec.commands.train", "train a codec (the LLM-Codec recipe), resumable"),
     "eval": ("llmcodec.commands.eval", "PESQ/STOI/WER/DNSMOS of a model and Opus 6 kbps"),
     "export": ("llmcodec.commands.export", "model -> ONNX step graphs (+ int8, TensorRT engines)"),
+    "bench": ("llmcodec.commands.bench", "latency/throughput by backend and concurrent streams, vs Opus and Mimi"),
     "convert-official": ("llmcodec.commands.convert", "published UniAudio 1.5 checkpoint -> model directory"),
+    "serve": ("llmcodec.commands.serve", "the streaming WebSocket server (mic to tokens, many streams)"),
+    "stream": ("llmcodec.commands.stream_client", "stream an audio file to a server, tokens live + latency"),
+    "mic": ("llmcodec.commands.stream_client", "stream the microphone to a server, tokens live"),
 }
 
 

@@ -41,24 +41,26 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000.0
         self.metrics = metrics or ServerMetrics()
         self._ready: deque[Session] = deque()
+        self._sessions: set[Session] = set()  # every session that submitted and is not removed
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmcodec-step")
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.steps = 0
-        self.busy = False
 
     # ---- called by connection handlers (event loop) --------------------------
     def submit(self, session: Session, jobs: list[Block | CodesJob]) -> None:
         if not jobs or session.removed or session.failed:
             return
         session.pending.extend(jobs)
+        self._sessions.add(session)
         self._mark_ready(session)
         self._update_depth()
 
     def remove(self, session: Session) -> None:
         """Forget a session (its connection is gone); an in-flight result is dropped."""
         session.close()
+        self._sessions.discard(session)
         if session.queued:
             try:
                 self._ready.remove(session)
@@ -101,9 +103,10 @@ class Batcher:
                     return
                 self._wake.clear()
                 await self._wake.wait()
-            # Gather: until max_batch sessions are ready or the oldest job waited max_wait.
-            oldest = min(s.pending[0].t_ready for s in self._ready)
-            while len(self._ready) < self.max_batch and not self._stopping:
+            # Gather: until max_batch sessions (or every known session) are ready,
+            # or the oldest job waited max_wait.
+            oldest = min((s.pending[0].t_ready for s in self._ready if s.pending), default=time.monotonic())
+            while len(self._ready) < min(self.max_batch, len(self._sessions)) and not self._stopping:
                 left = oldest + self.max_wait - time.monotonic()
                 if left <= 0:
                     break
@@ -124,7 +127,6 @@ class Batcher:
             for s in batch:
                 s.in_flight = True
             self._update_depth()
-            self.busy = True
             try:
                 results = await loop.run_in_executor(self._executor, self._step, batch, jobs)
             except Exception as e:  # a model failure ends the sessions in the step, not the server
@@ -134,7 +136,6 @@ class Batcher:
                     if not s.removed:
                         s.fail(ProtocolError("internal", f"the model step failed: {type(e).__name__}: {e}"))
             finally:
-                self.busy = False
                 self.steps += 1
             for i, s in enumerate(batch):
                 s.in_flight = False

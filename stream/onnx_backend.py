@@ -168,7 +168,7 @@ class OnnxBackend:
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray], state: State, batch: int) -> list[np.ndarray]:
         info = self.info[graph]
-        if list(state) != info.state_names:
+        if set(state) != set(info.state_names):
             missing = sorted(set(info.state_names) - set(state))
             extra = sorted(set(state) - set(info.state_names))
             raise ValueError(f"{graph} state does not fit this model: missing {missing[:3]}, "

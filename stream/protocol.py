@@ -25,8 +25,7 @@ the code's close code (``ERRORS``).
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -81,7 +80,6 @@ ERRORS: dict[str, tuple[Close, str]] = {
     "bad_tokens": (Close.INVALID_DATA, "token messages of the wrong shape, type or range"),
     "too_large": (Close.MESSAGE_TOO_BIG, "a message over the size limit (the WebSocket layer closes with 1009 itself)"),
     "idle_timeout": (Close.POLICY_VIOLATION, "no message for idle_timeout seconds"),
-    "server_busy": (Close.TRY_AGAIN_LATER, "over max_connections (normally refused earlier with HTTP 503)"),
     "going_away": (Close.GOING_AWAY, "the server is shutting down; blocks in flight were sent first"),
     "internal": (Close.INTERNAL_ERROR, "the model step failed"),
 }
@@ -412,7 +410,3 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
     if t == "error":
         return ErrorMessage(str(d.get("code")), str(d.get("message")))
     raise ValueError(f"unexpected message from the server: {str(text)[:120]}")
-
-
-def finite_ms(seconds: float) -> float:
-    return 0.0 if not math.isfinite(seconds) else max(0.0, seconds * 1000.0)

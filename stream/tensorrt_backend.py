@@ -98,7 +98,7 @@ class TensorRTBackend:
         if batch > self.max_batch[graph]:
             raise ValueError(f"batch {batch} exceeds the engine's profile maximum "
                              f"{self.max_batch[graph]} (rebuild with --max-batch)")
-        if list(state) != info.state_names:
+        if set(state) != set(info.state_names):
             raise ValueError(f"{graph} state does not fit this model (use init_{graph}_state)")
         for k, v in state.items():
             if v.shape != (batch, *info.state_shapes[k]):

@@ -62,6 +62,10 @@ class PrepareOptions:
             raise ValueError(f"piper_minutes must be >= 0, got {self.piper_minutes}")
 
 
+# A corpus of a few minutes for tests and smoke runs (about 15 s to build).
+QUICK = PrepareOptions(max_prompts=10, max_heldout=3, piper_minutes=0.2, music_seconds=15.0, track_seconds=8.0)
+
+
 @dataclass
 class _Utt:
     kind: str
@@ -224,6 +228,14 @@ def build_corpus(out: str | Path, opts: PrepareOptions = PrepareOptions(), *,
     corpus = Corpus(out)
     log(f"corpus {out}: {corpus.summary()}  ({time.time() - t0:.0f} s)")
     return out
+
+
+def ensure_corpus(directory: str | Path, opts: PrepareOptions = QUICK) -> Path:
+    """``directory`` as a corpus: built with ``opts`` unless it already holds one."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).is_file():
+        build_corpus(directory, opts, log=lambda s: None)
+    return directory
 
 
 def _teacher_features(tmp: Path, entries: list[dict], audio_parts: list[np.ndarray], texts: list[str],

@@ -19,6 +19,8 @@ LLM generate greedily over its whole vocabulary until a newline.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -88,7 +90,8 @@ def _load_gguf_model(folder: Path, name: str):
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
     cfg = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    tensors = load_gguf_checkpoint(str(folder / name), return_tensors=True, model_to_load=model)["tensors"]
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores transformers' switch
+        tensors = load_gguf_checkpoint(str(folder / name), return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and cfg.tie_word_embeddings)]
     if missing or unexpected:
@@ -170,7 +173,9 @@ class FrozenLLM:
         generated = None
         if free:
             generated = self._generate(first, cache, max_new_tokens or max(len(c) for c in cands) + 2)
-            cache.crop(L)
+            extra = cache.get_seq_length() - L
+            if extra:
+                cache.crop(-extra)  # negative: remove that many tokens (any transformers version)
         lp = self._continuation_logprobs(first, cache, cands)
         scores = tuple(float(sum(v)) for v in lp)
         best = max(range(len(cands)), key=lambda i: scores[i])

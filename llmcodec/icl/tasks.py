@@ -1,18 +1,21 @@
 """Episode sources from real recordings, and seeded N-way K-shot sampling.
 
-Three tasks, all from Debian packages (offline):
+Three tasks, all from Debian packages (offline), found through the training
+corpus' source list (:mod:`llmcodec.data.sources`):
 
 * ``digits``: spoken digits 0-9 (``digits/0.wav`` .. ``9.wav``) in the three
   asterisk voices (en_US Allison, es_MX Allison, fr_CA June). Each digit has
-  three recordings, so every recording also appears in three deterministic
-  views (speed 1.0 / 0.92 / 1.08, gain, onset delay). The query is always an
+  three recordings, so every recording also appears in two more deterministic
+  views (speed 0.92 / 1.08, lower gain, onset delay). The query is always an
   unperturbed recording, and no view of the query's recording is ever in the
   support set.
-* ``language``: English / Spanish / French from the asterisk prompts
-  (en and es are the same speaker, Allison); 100 prompts of >= 1 s per voice.
-* ``sound``: speech (asterisk prompts) / music (``asterisk-moh-opsound-wav``,
-  segments at seeded offsets) / event (non-speech ``sound-theme-freedesktop``
-  sounds and the non-instrument ``sound-icons``).
+* ``language``: English / Spanish / French: the asterisk prompts of the fixed
+  held-out split (never trained on by the codec) that have a transcript (so are
+  speech, not tones) and last at least 1 s; en and es are the same speaker.
+* ``sound``: speech (those held-out prompts, all three languages) / music
+  (``asterisk-moh-opsound-wav``, segments at seeded offsets) / event
+  (``sound-theme-freedesktop`` and ``sound-icons``, without the spoken channel
+  names, the test tone and the single instrument notes).
 
 Clip pools are fixed (seeded with :data:`POOL_SEED`), so audio codes can be
 cached per clip; episodes are sampled from them with the run's seed.
@@ -22,29 +25,22 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from ..audio import load_audio, resample
-from ..speech import SOUNDS, VOICES
+from ..data import sources
 
 POOL_SEED = 1234
 DIGIT_LABELS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LANG_LABELS = {"en": "English", "es": "Spanish", "fr": "French"}
-MUSIC_DIR = Path("/usr/share/asterisk/moh")
-FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
-SOUND_ICONS_DIR = Path("/usr/share/sounds/sound-icons")
-# sound-icons without the single instrument notes (cembalo, guitar, piano, ...): those are music-like.
-SOUND_ICONS_EVENTS = ("canary-long", "cockchafer-gentleman-1", "glass-water-1", "gummy-cat-2", "pipe",
-                      "pisk-down", "pisk-down-cink", "pisk-up", "pisk-up-cink", "prompt")
-# freedesktop sounds that are speech ("front left", ...) or a test tone are not events.
-FREEDESKTOP_EXCLUDE = ("audio-channel-", "audio-test-signal")
+# Event sounds that are not events: spoken channel names, a test tone, single instrument notes.
+EVENT_EXCLUDE = ("audio-channel-", "audio-test-signal", "cembalo-", "chord-", "cymbaly-", "electric-piano-",
+                 "guitar-", "klavichord-", "percussion-", "piano-", "trumpet-", "violoncello-", "xylofon")
 # (speed, gain, onset delay in s) views of each digit recording; view 0 is the recording itself.
 DIGIT_VIEWS = ((1.0, 1.0, 0.0), (0.92, 0.6, 0.08), (1.08, 0.8, 0.15))
-PROMPTS_PER_LANGUAGE = 100
-SPEECH_PER_LANGUAGE = 20
+MIN_PROMPT_SECONDS = 1.0
 MUSIC_SEGMENTS_PER_FILE = 12
 TASK_NAMES = ("digits", "language", "sound")
 
@@ -173,40 +169,12 @@ def onset(wav: np.ndarray, sample_rate: int, rel_db: float = -30.0, pre: float =
 
 
 # ------------------------------------------------------------------ pools
-def _require(paths: list[Path], what: str, package: str) -> list[Path]:
-    if not paths:
-        raise FileNotFoundError(f"no {what} found: install Debian's {package}")
-    return paths
-
-
-def _voice_dir(lang: str) -> Path:
-    root = SOUNDS / VOICES[lang]
-    if not root.is_dir():
-        raise FileNotFoundError(f"no recorded speech under {root}: install Debian's asterisk-core-sounds-{lang}-wav")
-    return root
-
-
-@lru_cache(maxsize=None)
-def _long_prompts(lang: str, min_seconds: float = 1.0) -> tuple[str, ...]:
-    """Prompt WAVs of ``lang`` lasting at least ``min_seconds``, sorted, digits excluded."""
-    root = _voice_dir(lang)
-    files = sorted(p for p in root.rglob("*.wav") if p.parent.name != "digits")
-    out = tuple(str(p) for p in files if sf.info(str(p)).duration >= min_seconds)
-    return tuple(_require(list(out), f"{lang} prompts", f"asterisk-core-sounds-{lang}-wav"))
-
-
-def _pick(items: tuple[str, ...], n: int, salt: str) -> list[str]:
-    rng = np.random.default_rng([POOL_SEED, zlib.crc32(salt.encode())])
-    idx = np.sort(rng.choice(len(items), size=min(n, len(items)), replace=False))
-    return [items[i] for i in idx]
-
-
 def digits_task() -> Task:
     pools: dict[str, list[Clip]] = {}
-    for d, word in enumerate(DIGIT_LABELS):
+    for d in range(10):
         clips = []
-        for lang in VOICES:
-            path = _voice_dir(lang) / "digits" / f"{d}.wav"
+        for lang, voice in sources.VOICES.items():
+            path = sources.SOUNDS / voice / "digits" / f"{d}.wav"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: install Debian's asterisk-core-sounds-{lang}-wav")
             for speed, gain, delay in DIGIT_VIEWS:
@@ -214,42 +182,55 @@ def digits_task() -> Task:
         pools[str(d)] = clips
     return Task("digits", tuple(pools), {str(d): w for d, w in enumerate(DIGIT_LABELS)},
                 {k: tuple(v) for k, v in pools.items()},
-                "spoken digit 0-9, en/es/fr voices (3 recordings per digit, each in 3 views)")
+                "spoken digits 0-9 in the en/es/fr asterisk voices: 3 recordings per digit, each also in "
+                "2 perturbed views (speed, gain, delay); the query is an unperturbed recording whose "
+                "recording is never in the support set")
+
+
+@lru_cache(maxsize=None)
+def heldout_speech(lang: str, min_seconds: float = MIN_PROMPT_SECONDS) -> tuple[str, ...]:
+    """Held-out prompts of ``lang`` with a transcript, lasting >= ``min_seconds``, sorted."""
+    out = tuple(str(p.path) for p in sources.prompts(lang)
+                if sources.is_heldout(lang, p.name) and p.text and sf.info(str(p.path)).duration >= min_seconds)
+    if not out:
+        raise FileNotFoundError(f"no held-out {lang} prompts: install Debian's asterisk-core-sounds-{lang}-wav "
+                                f"and asterisk-core-sounds-{lang} (transcripts)")
+    return out
 
 
 def language_task() -> Task:
-    pools = {lang: tuple(Clip(lang, p, p) for p in _pick(_long_prompts(lang), PROMPTS_PER_LANGUAGE, lang))
-             for lang in VOICES}
+    pools = {lang: tuple(Clip(lang, p, p) for p in heldout_speech(lang)) for lang in sources.VOICES}
+    n = "/".join(str(len(v)) for v in pools.values())
     return Task("language", tuple(pools), dict(LANG_LABELS), pools,
-                f"spoken language en/es/fr, {PROMPTS_PER_LANGUAGE} asterisk prompts per voice")
+                f"spoken language en/es/fr: {n} held-out asterisk prompts (transcribed, >= 1 s)")
 
 
 def music_clips(duration: float = 1.0) -> list[Clip]:
-    files = _require(sorted(MUSIC_DIR.glob("*.wav")), "music", "asterisk-moh-opsound-wav")
     out = []
-    for f in files:
+    for f in sources.music_files():
         dur = sf.info(str(f)).duration
         rng = np.random.default_rng([POOL_SEED, zlib.crc32(f.name.encode())])
-        # offsets on a 0.1 s grid, at least 5 s in, distinct
-        grid = np.arange(5.0, max(5.1, dur - duration - 1.0), 0.1)
+        grid = np.arange(5.0, max(5.1, dur - duration - 1.0), 0.1)  # a 0.1 s grid, 5 s in
         for s in np.sort(rng.choice(grid, size=min(MUSIC_SEGMENTS_PER_FILE, grid.size), replace=False)):
             out.append(Clip("music", str(f), f.name, round(float(s), 1)))
     return out
 
 
 def event_clips() -> list[Clip]:
-    files = [p for p in sorted(FREEDESKTOP_DIR.glob("*.oga")) if not p.name.startswith(FREEDESKTOP_EXCLUDE)]
-    files += [SOUND_ICONS_DIR / f"{n}.wav" for n in SOUND_ICONS_EVENTS if (SOUND_ICONS_DIR / f"{n}.wav").is_file()]
-    _require(files, "event sounds", "sound-theme-freedesktop and sound-icons")
+    files = [p for p in sources.event_files() if not p.name.startswith(EVENT_EXCLUDE)]
+    if not files:
+        raise FileNotFoundError("no event sounds: install Debian's sound-theme-freedesktop and sound-icons")
     return [Clip("event", str(p), p.name) for p in files]
 
 
 def sound_task(duration: float = 1.0) -> Task:
-    speech = [Clip("speech", p, p) for lang in VOICES
-              for p in _pick(_long_prompts(lang), PROMPTS_PER_LANGUAGE, lang)[:SPEECH_PER_LANGUAGE]]
+    speech = [Clip("speech", p, p) for lang in sources.VOICES for p in heldout_speech(lang)]
     pools = {"speech": tuple(speech), "music": tuple(music_clips(duration)), "event": tuple(event_clips())}
+    n = "/".join(str(len(v)) for v in pools.values())
     return Task("sound", tuple(pools), {"speech": "speech", "music": "music", "event": "event"}, pools,
-                "speech (asterisk prompts) / music (asterisk MOH) / event (freedesktop + sound-icons)")
+                f"speech / music / event: {n} clips (held-out prompts of the three voices / segments of the "
+                "5 asterisk music-on-hold tracks, the query's track never in the support set / "
+                "freedesktop and sound-icons event sounds)")
 
 
 def build_task(name: str, duration: float = 1.0) -> Task:

@@ -1,0 +1,245 @@
+"""Server load: how many real-time streams one machine holds, and their latency.
+
+Starts ``llmcodec serve`` as a subprocess on loopback (or uses ``--url``), then
+runs N = 1, 2, 4, 8, ... concurrent clients, each streaming a different real
+speech clip (``llmcodec.speech.speech_clip``) paced in real time in 20 ms
+chunks, with random start phases. For every N it reports per-block latency
+p50/p90/p99 at the server (block's last sample in -> tokens out: queue +
+compute) and on the wire (frame with the last sample sent -> tokens received),
+late blocks (wire latency over one block, 120 ms), batch sizes and the
+server's CPU use. It stops at the first N where more than ``--late-limit`` of
+the blocks are late (the machine no longer keeps up), then tries once between
+the last N that held and that one.
+
+    PYTHONPATH=. .venv/bin/python -m bench.server_load            # full: 10 s clips
+    PYTHONPATH=. .venv/bin/python -m bench.server_load --quick    # 3 s clips, N <= 8
+
+The clients run in this process, on the same cores as the server.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Percentiles":
+        if not values:
+            return cls(*([float("nan")] * 4))
+        p = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
+        return cls(float(p[0]), float(p[1]), float(p[2]), float(max(values)))
+
+    def short(self) -> str:
+        return f"{self.p50:6.1f} {self.p90:6.1f} {self.p99:6.1f}"
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """N concurrent real-time streams."""
+
+    streams: int
+    blocks: int
+    server_ms: Percentiles  # block complete at the server -> tokens sent
+    wire_ms: Percentiles  # last sample's frame sent -> tokens received (client clock)
+    queue_ms: Percentiles
+    compute_ms: Percentiles
+    late_blocks: int  # wire latency over one block duration
+    batch_sizes: dict[int, int]  # batch size -> blocks computed in such steps
+    server_cpu_percent: float | None  # of one core, over the level
+    errors: tuple[str, ...]
+    seconds: float
+    holds: bool
+
+    @property
+    def late_fraction(self) -> float:
+        return self.late_blocks / self.blocks if self.blocks else 1.0
+
+
+@dataclass
+class LoadResult:
+    levels: list[LevelResult] = field(default_factory=list)
+    backend: str = "torch"
+    model: str = "bundled"
+    clip_seconds: float = 10.0
+    block_ms: float = 120.0
+    late_limit: float = 0.05
+    command: str = ""
+    cores: int = os.cpu_count() or 1
+
+    @property
+    def max_realtime_streams(self) -> int:
+        held = [lv.streams for lv in self.levels if lv.holds]
+        return max(held) if held else 0
+
+    def table(self) -> str:
+        rows = [f"{'N':>3} {'blocks':>6}  {'server p50    p90    p99':>24}  {'wire p50    p90    p99':>22}  "
+                f"{'queue50':>7} {'comp50':>6}  {'late':>5}  {'batch mean/max':>14}  {'CPU%':>5}  holds"]
+        for lv in self.levels:
+            n = sum(lv.batch_sizes.values())
+            mean_b = sum(k * v for k, v in lv.batch_sizes.items()) / n if n else float("nan")
+            cpu = f"{lv.server_cpu_percent:5.0f}" if lv.server_cpu_percent is not None else "    -"
+            rows.append(f"{lv.streams:3d} {lv.blocks:6d}  {lv.server_ms.short():>24}  {lv.wire_ms.short():>22}  "
+                        f"{lv.queue_ms.p50:7.1f} {lv.compute_ms.p50:6.1f}  {lv.late_fraction:5.1%}  "
+                        f"{mean_b:7.2f}/{max(lv.batch_sizes, default=0):<6d}  {cpu}  {'yes' if lv.holds else 'NO'}"
+                        + (f"  errors: {lv.errors[:2]}" if lv.errors else ""))
+        return "\n".join(rows)
+
+
+# ---- the server ------------------------------------------------------------------------
+class ServerProcess:
+    """``llmcodec serve --port 0`` in a subprocess; its URL and CPU time."""
+
+    def __init__(self, backend: str, model: str | None, max_batch: int, max_wait_ms: float):
+        cmd = [sys.executable, "-m", "llmcodec.commands.serve", "--port", "0", "--backend", backend,
+               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-connections", "1024",
+               "--log-level", "WARNING"] + (["--model", model] if model else [])
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split("listening on ")[1].split()[0]
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+# ---- one level ---------------------------------------------------------------------------
+async def _level(url: str, clips: list[np.ndarray], block_s: float, chunk_ms: float,
+                 token: str | None) -> tuple[list, list[str]]:
+    from stream.client import stream_pcm
+
+    async def one(i: int, clip: np.ndarray):
+        await asyncio.sleep(random.Random(i).uniform(0, block_s))  # streams start at random phases
+        return await stream_pcm(url, clip, 16000, chunk=int(16000 * chunk_ms / 1000), realtime=True,
+                                token=token, retries=3)
+    out = await asyncio.gather(*(one(i, c) for i, c in enumerate(clips)), return_exceptions=True)
+    results = [r for r in out if not isinstance(r, BaseException)]
+    errors = [f"{type(e).__name__}: {e}" for e in out if isinstance(e, BaseException)]
+    return results, errors
+
+
+def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token: str | None = None,
+              server: ServerProcess | None = None, late_limit: float = 0.05) -> LevelResult:
+    """N concurrent real-time streams of ``seconds`` of different real speech each."""
+    from llmcodec.speech import speech_clip
+    clips = [speech_clip(seconds, start=17 * i) for i in range(n)]
+    block_s = 0.12
+    cpu0, t0 = (server.cpu_seconds() if server else None), time.monotonic()
+    results, errors = asyncio.run(_level(url, clips, block_s, chunk_ms, token))
+    wall = time.monotonic() - t0
+    cpu1 = server.cpu_seconds() if server else None
+    if results:
+        block_s = results[0].ready.block_seconds
+    blocks = [b for r in results for b in r.blocks]
+    wire = [b.client_ms for b in blocks if b.client_ms is not None]
+    late = sum(1 for w in wire if w > block_s * 1000)
+    batches = Counter(b.timing.batch for b in blocks)
+    expected = n * int(np.ceil(seconds / block_s))
+    holds = not errors and len(blocks) == expected and late <= late_limit * max(1, len(blocks))
+    return LevelResult(
+        n, len(blocks), Percentiles.of([b.timing.server_ms for b in blocks]), Percentiles.of(wire),
+        Percentiles.of([b.timing.queue_ms for b in blocks]), Percentiles.of([b.timing.compute_ms for b in blocks]),
+        late, dict(sorted(batches.items())),
+        None if cpu0 is None or cpu1 is None else 100.0 * (cpu1 - cpu0) / wall,
+        tuple(errors), wall, holds)
+
+
+# ---- main -----------------------------------------------------------------------------------
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.server_load", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 s clips, at most 8 streams, 120 s budget")
+    p.add_argument("--url", help="use a running server instead of starting one (CPU use is then not measured)")
+    p.add_argument("--token", default=None, help="bearer token for --url")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--model", default=None, help="model or export directory (default: bundled)")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=None, help="speech per stream (default 10; quick 3)")
+    p.add_argument("--max-streams", type=int, default=None, help="largest N (default 128; quick 8)")
+    p.add_argument("--streams", type=int, nargs="*", default=None, help="exact N values instead of doubling")
+    p.add_argument("--budget", type=float, default=None, help="stop starting levels after this many s "
+                   "(default 900; quick 120)")
+    p.add_argument("--late-limit", type=float, default=0.05, help="a level holds with at most this "
+                   "fraction of late blocks (default 0.05)")
+    p.add_argument("--json", help="also write the result as JSON here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> LoadResult:
+    args = get_parser().parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    max_streams = args.max_streams or (8 if args.quick else 128)
+    budget = args.budget or (120.0 if args.quick else 900.0)
+    command = "PYTHONPATH=. .venv/bin/python -m bench.server_load " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = LoadResult(backend=args.backend, model=args.model or "bundled", clip_seconds=seconds,
+                        late_limit=args.late_limit, command=command.strip())
+    server = None if args.url else ServerProcess(args.backend, args.model, args.max_batch, args.max_wait_ms)
+    url = args.url or server.url
+    print(f"server {url} (backend {args.backend}, max batch {args.max_batch}, max wait {args.max_wait_ms} ms); "
+          f"{seconds:g} s of real speech per stream, paced in real time; {result.cores} cores", flush=True)
+    t_start = time.monotonic()
+    try:
+        plan = list(args.streams) if args.streams else [n for n in (2 ** k for k in range(12)) if n <= max_streams]
+        held, refined = 0, bool(args.streams)
+        while plan:
+            n = plan.pop(0)
+            if time.monotonic() - t_start + seconds + 5 > budget:
+                print(f"(time budget of {budget:g} s reached)", flush=True)
+                break
+            lv = run_level(url, n, seconds, token=args.token, server=server, late_limit=args.late_limit)
+            result.levels.append(lv)
+            print(result.table().splitlines()[-1] if len(result.levels) > 1 else result.table(), flush=True)
+            if lv.holds:
+                held = max(held, n)
+            elif not args.streams:
+                mid = (held + n) // 2
+                plan = [mid] if not refined and held < mid < n else []
+                refined = True
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"\nmax real-time streams held: {result.max_realtime_streams} "
+          f"(late = wire latency > {result.block_ms:.0f} ms; a level holds with <= {args.late_limit:.0%} late)")
+    print(f"reproduce: {result.command}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""eval: PESQ-WB, STOI, WER, DNSMOS and codebook usage of a model, with Opus 6 kbps beside it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model directory (default: the bundled model)")
+    p.add_argument("--data", required=True,
+                   help="directory of audio files with optional NAME.txt transcripts "
+                        "(e.g. data_cache/heldout/en)")
+    p.add_argument("--limit", type=int, help="only the first N files")
+    p.add_argument("--no-opus", action="store_true", help="skip the Opus 6 kbps baseline")
+    p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
+    p.add_argument("--threads", type=int, default=2, help="threads for Whisper")
+    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--markdown", help="also write the table as Markdown to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmcodec.eval.report import evaluate
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    report = evaluate(args.model, args.data, limit=args.limit, opus=not args.no_opus,
+                      dns=not args.no_dnsmos, threads=args.threads)
+    table = report.to_markdown()
+    print(table, end="")
+    if args.json:
+        Path(args.json).write_text(report.to_json() + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmcodec.cli import main as cli_main
+    return cli_main(["eval", *(argv or [])])

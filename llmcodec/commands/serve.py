@@ -1,0 +1,78 @@
+"""serve: the streaming WebSocket server (protocol: docs/PROTOCOL.md)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all; default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port; default 8765)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--model", help="model directory (torch) or export directory (onnx/tensorrt); default: bundled")
+    p.add_argument("--max-batch", type=int, default=16, help="most streams in one batched step (default 16)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="longest wait for more streams after a block is ready (default 5)")
+    p.add_argument("--max-connections", type=int, default=64, help="streams above this get HTTP 503 (default 64)")
+    p.add_argument("--max-message-bytes", type=int, default=None, help="largest client message (default 1 MiB)")
+    p.add_argument("--idle-timeout", type=float, default=30.0, help="close a stream silent this long (s, default 30)")
+    p.add_argument("--token", default=os.environ.get("LLMCODEC_TOKEN"),
+                   help="require this bearer token (default: $LLMCODEC_TOKEN; none: no auth)")
+    p.add_argument("--origin", action="append", default=[],
+                   help="allowed browser Origin (repeatable; default: any)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream.backends import make_backend
+    from stream.protocol import DEFAULT_MAX_MESSAGE_BYTES
+    from stream.server import ServerConfig, run_server
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    config = ServerConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          max_connections=args.max_connections,
+                          max_message_bytes=args.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES,
+                          idle_timeout=args.idle_timeout, token=args.token or None, origins=tuple(args.origin))
+    try:
+        backend = make_backend(args.backend, args.model)
+    except ImportError as e:
+        raise ValueError(f"backend {args.backend!r} is not available here ({e}); accepted: torch") from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(server) -> None:
+            f = backend.facts
+            print(f"llmcodec serve: listening on {server.url} (backend {backend.name}, model {f.name}, "
+                  f"block {f.block_size} samples at {f.sample_rate} Hz, max batch {config.max_batch}, "
+                  f"auth {'on' if config.token else 'off'})", flush=True)
+        await run_server(backend, config, stop, ready)
+        print("llmcodec serve: stopped", flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llmcodec.commands.serve ...``: the same as ``llmcodec serve ...``."""
+    p = argparse.ArgumentParser(prog="llmcodec serve", description=__doc__.split("\n")[0])
+    add_arguments("serve", p)
+    args = p.parse_args(argv)
+    args.command = "serve"
+    try:
+        return run(args)
+    except (ValueError, OSError) as e:
+        print(f"llmcodec serve: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

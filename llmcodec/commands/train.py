@@ -1,0 +1,59 @@
+"""train: run (or resume) the LLM-Codec training recipe; export a shipping model."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TrainConfig JSON (default: the built-in small recipe, "
+                                    "configs/train_small.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir; without a checkpoint there, start from the "
+                        "bundled default model's weights (or the config's init_from)")
+    p.add_argument("--data", help="corpus directory (overrides the config)")
+    p.add_argument("--run-dir", help="run directory (overrides the config)")
+    p.add_argument("--steps", type=int, help="train until this step (overrides the config)")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the run's current weights as a shipping model directory (fp16) and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_config(args: argparse.Namespace):
+    from llmcodec.train.config import TrainConfig
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    changes = {k: v for k, v in {"data": args.data, "run_dir": args.run_dir, "steps": args.steps,
+                                 "device": args.device, "threads": args.threads}.items() if v is not None}
+    cfg = dataclasses.replace(cfg, **changes)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmcodec.train.checkpoint import has_training_state
+    from llmcodec.train.trainer import Trainer
+    from pathlib import Path
+    cfg = build_config(args)
+    ckpt = Path(cfg.run_dir) / "checkpoint"
+    if has_training_state(ckpt) and not args.resume and not args.export:
+        raise ValueError(f"{cfg.run_dir} already holds a run; pass --resume to continue it "
+                         f"or choose another --run-dir")
+    if args.resume and not has_training_state(ckpt) and cfg.init_from is None:
+        cfg = dataclasses.replace(cfg, init_from="default")  # continue the bundled default
+    trainer = Trainer(cfg)
+    if args.resume or args.export:
+        trainer.resume()
+    if args.export:
+        out = trainer.export(Path(args.export))
+        print(f"wrote {out} (step {trainer.step})")
+        return 0
+    trainer.fit(max_minutes=args.max_minutes, progress=not args.no_progress)
+    print(f"step {trainer.step}: checkpoint {ckpt}, model {Path(cfg.run_dir) / 'model'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llmcodec.cli import main as cli_main
+    return cli_main(["train", *(argv or [])])

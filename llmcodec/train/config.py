@@ -1,0 +1,111 @@
+"""``TrainConfig``: every knob of a training run, frozen, saved as JSON in the run directory.
+
+The defaults are the ``small`` recipe (``configs/train_small.json`` spells them
+out); the loss weights and optimiser follow the reference recipe of UniAudio 1.5's
+LLM-Codec (docs/TRAINING.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import CodecConfig, preset
+
+DEFAULT_MIX = {"real_en": 3.0, "piper_en": 3.0, "real_es": 1.0, "real_fr": 1.0, "music": 1.0, "events": 0.4}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "small"
+    model: str = "small"  # a preset name of llmcodec.config
+    model_overrides: dict = field(default_factory=dict)  # CodecConfig fields replacing the preset's
+    init_from: str | None = None  # a model directory ("default": the bundled model) to start from
+    data: str = "data_cache"
+    run_dir: str = "runs/small"
+    seed: int = 0
+    steps: int = 200000
+    # Segments: short, whole blocks (1920 samples at hop 480).
+    segment_seconds: float = 1.92
+    batch_size: int = 4
+    mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
+    gain_db: tuple[float, float] = (-6.0, 3.0)
+    # Optimiser: AdamW with exponential decay (reference: lr 2e-4, betas (0.8, 0.99), gamma 0.999).
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    lr_gamma: float = 0.999
+    lr_decay_every: int = 200  # steps per decay ("epoch")
+    grad_clip: float | None = 100.0
+    # Reconstruction-only warm-up: no discriminator before this step.
+    warmup_steps: int = 3000
+    # Loss weights.
+    w_stft: float = 1.0
+    w_subband: float = 1.0
+    w_adv: float = 1.0
+    w_fm: float = 20.0
+    w_commit: float = 1.0
+    w_codebook: float = 1.0
+    w_semantic: float = 1.0
+    w_consistency: float = 1.0
+    stft_ffts: tuple[int, ...] = (512, 1024, 2048)
+    subbands: int = 6
+    subband_ffts: tuple[int, ...] = (128, 256, 512)
+    # Multi-frequency discriminator: one sub-discriminator per hop.
+    disc_hops: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+    disc_channels: tuple[int, ...] = (32, 64, 128, 256, 256, 256)  # half the reference widths (CPU)
+    # Running.
+    device: str = "cpu"
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    threads: int = 1  # torch intra-op threads on CPU
+    checkpoint_minutes: float = 5.0
+    log_every: int = 1  # CSV rows (every loss)
+
+    def __post_init__(self) -> None:
+        cfg = self.codec_config()
+        if self.segment_samples % cfg.block_size:
+            raise ValueError(f"segment_seconds {self.segment_seconds} is not a whole number of "
+                             f"{cfg.block_size}-sample blocks")
+        if len(self.disc_hops) != len(self.disc_channels):
+            raise ValueError("disc_hops and disc_channels need the same length")
+        for name in ("steps", "batch_size", "lr_decay_every", "threads", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.codec_config().sample_rate))
+
+    def codec_config(self) -> CodecConfig:
+        base = preset(self.model)
+        data = {**base.to_dict(), **self.model_overrides}
+        return CodecConfig.from_dict(data)
+
+    # ---- JSON ----------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; accepted: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

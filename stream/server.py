@@ -1,0 +1,412 @@
+"""The streaming server: WebSocket sessions around one shared model and one batcher.
+
+``StreamServer`` serves protocol v1 (stream/protocol.py) with the websockets
+asyncio server. HTTP requests are answered in ``process_request`` before any
+handshake: ``/health``, ``/metrics`` (Prometheus), 404 for unknown paths,
+401/403 for a missing or wrong bearer token, 403 for an origin outside the
+allow-list, 503 above ``max_connections`` or while shutting down.
+
+Each connection owns a ``Session``; its receive loop validates frames and
+submits complete blocks to the ``Batcher``; a sender task sends results in
+order. ``shutdown`` refuses new connections, lets every session finish the
+blocks it already completed, then closes it with 1001.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from .backend import Backend
+from .batcher import Batcher
+from .metrics import ServerMetrics
+from .protocol import (DECODE_PATH, DEFAULT_MAX_MESSAGE_BYTES, HEALTH_PATH, METRICS_PATH, PROTOCOL_VERSION,
+                       STREAM_PATH, WS_PATHS, Audio, End, ProtocolError, Ready, Timing, Tokens, close_reason,
+                       parse_start, parse_text, parse_tokens)
+from .session import Outgoing, Session, StepResult
+
+log = logging.getLogger("llmcodec.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0: any free port (see StreamServer.port)
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_connections: int = 64
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    idle_timeout: float = 30.0  # seconds without a client message
+    token: str | None = None  # bearer token required for /v1/* and /metrics
+    origins: tuple[str, ...] = ()  # allowed Origin headers (browsers); empty: any
+    drain_timeout: float = 10.0  # shutdown: seconds to finish blocks in flight
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_connections", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_wait_ms < 0 or self.idle_timeout <= 0:
+            raise ValueError("max_wait_ms must be >= 0 and idle_timeout > 0")
+
+
+class StreamServer:
+    """Serve one backend to many WebSocket streams."""
+
+    def __init__(self, backend: Backend, config: ServerConfig = ServerConfig()):
+        self.backend = backend
+        self.config = config
+        self.facts = backend.facts
+        self.vocab = getattr(backend, "vocab", None)
+        self.metrics = ServerMetrics()
+        self.sessions: dict[str, Session] = {}
+        self.draining = False
+        self.batcher: Batcher | None = None
+        self._ws: Server | None = None
+        self._enc0 = backend.init_encoder_state(1)
+        self._dec0 = backend.init_decoder_state(1)
+        self._closed = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------
+    async def start(self) -> "StreamServer":
+        self.batcher = Batcher(self.backend, self.config.max_batch, self.config.max_wait_ms, self.metrics)
+        self.batcher.start()
+        self._ws = await serve(self._handler, self.config.host, self.config.port,
+                               process_request=self._process_request, compression=None,
+                               max_size=self.config.max_message_bytes, server_header=None)
+        log.info("listening on %s", self.url)
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._ws.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"ws://{host}:{self.port}"
+
+    async def shutdown(self) -> None:
+        """Refuse new connections, finish complete blocks in flight, close every session with 1001."""
+        if self.draining:
+            await self._closed.wait()
+            return
+        self.draining = True
+        log.info("shutting down: draining %d session(s)", len(self.sessions))
+        await asyncio.gather(*(self._drain(s) for s in list(self.sessions.values())))
+        end = time.monotonic() + 5.0  # let the senders deliver going_away before closing the rest
+        while self.sessions and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        self._ws.close(close_connections=True)  # connections still before 'start' get 1001
+        try:
+            await asyncio.wait_for(self._ws.wait_closed(), self.config.drain_timeout + 5)
+        except TimeoutError:
+            log.warning("connections did not close in time")
+        await self.batcher.stop()
+        self._closed.set()
+        log.info("server closed")
+
+    async def _drain(self, s: Session) -> None:
+        if s.ended or s.failed or s.removed:
+            return
+        s.accepting = False
+        try:
+            await asyncio.wait_for(s.wait_idle(), self.config.drain_timeout)
+        except TimeoutError:
+            pass
+        if not (s.failed or s.removed or s.ended):
+            s.fail(ProtocolError("going_away", f"the server is shutting down; all {s.delivered} complete "
+                                 "block(s) were sent, audio after the last complete block was not encoded"))
+
+    # ---- HTTP before the handshake ------------------------------------------------
+    def _respond(self, connection: ServerConnection, status: int, text: str, reason: str | None = None,
+                 content_type: str | None = None, headers: dict[str, str] | None = None):
+        if reason:
+            self.metrics.refused.labels(reason).inc()
+        resp = connection.respond(status, text if text.endswith("\n") else text + "\n")
+        if content_type:
+            del resp.headers["Content-Type"]
+            resp.headers["Content-Type"] = content_type
+        for k, v in (headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    def _authorized(self, request) -> str | None:
+        """None when allowed, else 'missing' or 'wrong'."""
+        if not self.config.token:
+            return None
+        given = None
+        auth = request.headers.get("Authorization")
+        if auth and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        else:
+            given = (parse_qs(urlsplit(request.path).query).get("token") or [None])[0]
+        if given is None:
+            return "missing"
+        return None if hmac.compare_digest(given.encode(), self.config.token.encode()) else "wrong"
+
+    def _process_request(self, connection: ServerConnection, request):
+        path = urlsplit(request.path).path
+        if path == HEALTH_PATH:
+            body = {"status": "draining" if self.draining else "ok", "protocol": PROTOCOL_VERSION,
+                    "active_streams": len(self.sessions), "max_connections": self.config.max_connections,
+                    "backend": self.backend.name, "model": self.facts.name,
+                    "queue_depth": self.batcher.queue_depth if self.batcher else 0}
+            return self._respond(connection, 503 if self.draining else 200, json.dumps(body),
+                                 content_type="application/json")
+        if path not in WS_PATHS + (METRICS_PATH,):
+            return self._respond(connection, 404, f"unknown path {path!r}; WebSocket endpoints: "
+                                 f"{', '.join(WS_PATHS)}; HTTP: {HEALTH_PATH}, {METRICS_PATH}", "not_found")
+        auth = self._authorized(request)
+        if auth == "missing":
+            return self._respond(connection, 401, "this server needs a bearer token: send the header "
+                                 "'Authorization: Bearer TOKEN' (or ?token=TOKEN)", "unauthorized",
+                                 headers={"WWW-Authenticate": "Bearer"})
+        if auth == "wrong":
+            return self._respond(connection, 403, "the bearer token is not valid", "forbidden")
+        if path == METRICS_PATH:
+            return self._respond(connection, 200, self.metrics.render().decode(),
+                                 content_type=self.metrics.content_type)
+        origin = request.headers.get("Origin")
+        if self.config.origins and origin is not None and origin not in self.config.origins:
+            return self._respond(connection, 403, f"origin {origin!r} is not allowed; allowed: "
+                                 f"{list(self.config.origins)}", "origin")
+        if self.draining:
+            return self._respond(connection, 503, "the server is shutting down", "draining",
+                                 headers={"Retry-After": "5"})
+        # No await between here and the 101 response, so this count cannot race.
+        if len(self._ws.connections) >= self.config.max_connections:
+            return self._respond(connection, 503, f"the server is at its limit of "
+                                 f"{self.config.max_connections} streams; retry later", "capacity",
+                                 headers={"Retry-After": "1"})
+        return None
+
+    # ---- one WebSocket connection ----------------------------------------------------
+    async def _recv(self, ws: ServerConnection):
+        try:
+            return await asyncio.wait_for(ws.recv(), self.config.idle_timeout)
+        except TimeoutError:
+            raise ProtocolError("idle_timeout", f"no message for {self.config.idle_timeout:g} s; "
+                                "send audio (or tokens) continuously and end with {\"type\": \"end\"}") from None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        path = urlsplit(ws.request.path).path
+        session: Session | None = None
+        sender: asyncio.Task | None = None
+        try:
+            try:
+                session = await self._open(ws, path)
+            except ProtocolError as e:
+                self.metrics.errors.labels(e.code).inc()
+                await ws.send(e.to_json())
+                await ws.close(e.close_code, close_reason(e.message))
+                return
+            sender = asyncio.create_task(self._sender(ws, session))
+            await self._receive_loop(ws, session)
+            await sender
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler failed")
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+            if session is not None:
+                self.batcher.remove(session)
+                self.sessions.pop(session.id, None)
+                self.metrics.active_streams.labels(path).dec()
+
+    async def _open(self, ws: ServerConnection, path: str) -> Session:
+        msg = await self._recv(ws)
+        if isinstance(msg, bytes):
+            raise ProtocolError("not_started", "the first message must be a JSON start message "
+                                "(text frame), e.g. {\"type\": \"start\", \"sample_rate\": 16000, "
+                                "\"format\": \"pcm_f32le\", \"channels\": 1}")
+        d = parse_text(msg)
+        if d["type"] != "start":
+            raise ProtocolError("not_started", f"got {d['type']!r} before 'start'; the first message must be start")
+        start = parse_start(d, path, vocabulary=self.vocab is not None)
+        if self.draining:
+            raise ProtocolError("going_away", "the server is shutting down")
+        session = Session(path, start, self.facts, {k: v.copy() for k, v in self._enc0.items()},
+                          {k: v.copy() for k, v in self._dec0.items()})
+        self.sessions[session.id] = session
+        self.metrics.active_streams.labels(path).inc()
+        self.metrics.connections.labels(path).inc()
+        f = self.facts
+        stream = path == STREAM_PATH
+        ready = Ready(session.id, path, f.name, self.backend.name, f.sample_rate, f.block_size,
+                      tuple(f.tokens_per_block), tuple(f.level_sizes),
+                      self.vocab.llm_name if self.vocab is not None else None,
+                      start.sample_rate if stream else None, start.format if stream else None,
+                      start.channels if stream else None, start.returns, self.config.max_message_bytes)
+        await ws.send(ready.to_json())
+        return session
+
+    async def _receive_loop(self, ws: ServerConnection, s: Session) -> None:
+        """Until end (queues End after the last result), an error, or the client leaves."""
+        while True:
+            try:
+                msg = await self._recv(ws)
+                if not s.accepting:
+                    continue  # draining: the sender closes the connection soon
+                now = time.monotonic()
+                if isinstance(msg, bytes):
+                    if s.endpoint == DECODE_PATH:
+                        raise ProtocolError("unexpected_binary", "/v1/decode takes JSON token messages, not binary "
+                                            "frames; send audio to /v1/stream")
+                    self.batcher.submit(s, s.push_pcm(msg, now))
+                    continue
+                d = parse_text(msg)
+                t = d["type"]
+                if t == "start":
+                    raise ProtocolError("unexpected_message", "'start' was already received; after it send "
+                                        + ("binary PCM frames" if s.endpoint == STREAM_PATH else "tokens")
+                                        + " and finally {\"type\": \"end\"}")
+                if t == "tokens":
+                    if s.endpoint == STREAM_PATH:
+                        raise ProtocolError("unexpected_message", "/v1/stream takes binary PCM frames and "
+                                            "{\"type\": \"end\"}; send tokens to /v1/decode")
+                    codes = parse_tokens(d, self.facts.tokens_per_block, self.facts.level_sizes, self.vocab)
+                    self.batcher.submit(s, s.push_codes(codes, now))
+                    continue
+                # end
+                if len(d) > 1:
+                    raise ProtocolError("unexpected_message", f"end takes no fields, got {sorted(set(d) - {'type'})}")
+                if s.endpoint == STREAM_PATH:
+                    self.batcher.submit(s, s.finish(now))
+                s.ended = True
+                s.accepting = False
+                await s.wait_idle()
+                if not (s.failed or s.removed):
+                    s.out.put_nowait(Outgoing("end", blocks=s.next_seq))
+                return
+            except ProtocolError as e:
+                if not (s.failed or s.removed):
+                    s.fail(e)
+                return
+
+    def _message(self, s: Session, r: StepResult) -> tuple[str, bytes | None]:
+        if s.endpoint == STREAM_PATH:
+            codes = levels = text = None
+            if "tokens" in s.start.returns:
+                codes = tuple(tuple(int(i) for i in c) for c in r.codes)
+                if self.vocab is not None:
+                    levels = tuple(tuple(self.vocab.codes_to_token_ids(l, c)) for l, c in enumerate(r.codes))
+            if "text" in s.start.returns:
+                text = tuple(self.vocab.codes_to_text(l, c) for l, c in enumerate(r.codes))
+            audio = r.audio if s.wants_audio else None
+            timing = self._timing(r)
+            return Tokens(r.seq, codes, levels, text, timing, audio is not None).to_json(), \
+                None if audio is None else audio.astype("<f4").tobytes()
+        return Audio(r.seq, int(r.audio.size), self._timing(r)).to_json(), r.audio.astype("<f4").tobytes()
+
+    def _timing(self, r: StepResult) -> Timing:
+        now = time.monotonic()
+        return Timing(r.input_samples, (r.t_start - r.t_ready) * 1e3, (r.t_done - r.t_start) * 1e3,
+                      (now - r.t_ready) * 1e3, r.batch)
+
+    async def _sender(self, ws: ServerConnection, s: Session) -> None:
+        try:
+            await self._send_loop(ws, s)
+        except ConnectionClosed:
+            pass  # the receive loop sees the close too
+
+    async def _send_loop(self, ws: ServerConnection, s: Session) -> None:
+        while True:
+            item = await s.out.get()
+            if item.kind == "result":
+                r = item.result
+                text, data = self._message(s, r)
+                await ws.send(text)
+                if data is not None:
+                    await ws.send(data)
+                self.metrics.blocks.labels(s.endpoint).inc()
+                self.metrics.queue_seconds.observe(r.t_start - r.t_ready)
+                self.metrics.block_latency.labels(s.endpoint).observe(time.monotonic() - r.t_ready)
+            elif item.kind == "end":
+                await ws.send(End(item.blocks).to_json())
+                await ws.close(1000, "end")
+                return
+            else:
+                e: ProtocolError = item.error
+                self.metrics.errors.labels(e.code).inc()
+                await ws.send(e.to_json())
+                await ws.close(e.close_code, close_reason(e.message))
+                return
+
+
+async def run_server(backend: Backend, config: ServerConfig, stop: asyncio.Event,
+                     ready: "callable | None" = None) -> None:
+    """Serve until ``stop`` is set, then shut down gracefully."""
+    server = await StreamServer(backend, config).start()
+    if ready is not None:
+        ready(server)
+    await stop.wait()
+    await server.shutdown()
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (tests, benchmarks).
+
+    ``with ServerThread(backend, ServerConfig(port=0)) as st: st.url``
+    """
+
+    def __init__(self, backend: Backend, config: ServerConfig = ServerConfig(port=0)):
+        self.backend, self.config = backend, config
+        self.server: StreamServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="llmcodec-server", daemon=True)
+
+    def _main(self) -> None:
+        async def main():
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def on_ready(server: StreamServer) -> None:
+                self.server = server
+                self._started.set()
+            await run_server(self.backend, self.config, self._stop, on_ready)
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # surfaced by start()
+            self._error = e
+            self._started.set()
+
+    def start(self, timeout: float = 30.0) -> "ServerThread":
+        self._thread.start()
+        if not self._started.wait(timeout) or self._error is not None:
+            raise RuntimeError(f"server did not start: {self._error!r}")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def call(self, fn, timeout: float = 30.0):
+        """Run ``fn()`` (a function or coroutine function) on the server's loop; returns its result."""
+        async def wrap():
+            r = fn()
+            return await r if asyncio.iscoroutine(r) else r
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self._thread.is_alive() and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

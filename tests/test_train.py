@@ -1,0 +1,158 @@
+"""The trainer end to end on ``tiny`` (configs/train_tiny_ci.json) over a quick real corpus."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llmcodec.data.corpus import ensure_corpus
+from llmcodec.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CI = ROOT / "configs" / "train_tiny_ci.json"
+
+
+@pytest.fixture(scope="session")
+def quick_corpus(tmp_path_factory):
+    return ensure_corpus(tmp_path_factory.getbasetemp() / "quick_corpus")
+
+
+def _cfg(corpus, run_dir, **kw) -> TrainConfig:
+    return dataclasses.replace(TrainConfig.load(TINY_CI), data=str(corpus), run_dir=str(run_dir), **kw)
+
+
+def test_configs_load_and_validate():
+    small = TrainConfig.load(ROOT / "configs" / "train_small.json")
+    assert small == TrainConfig()  # the file spells out the built-in defaults
+    assert small.segment_samples % 1920 == 0 and small.w_fm == 20.0 and small.betas == (0.8, 0.99)
+    assert TrainConfig.load(ROOT / "configs" / "train_small_gpu.json").device == "cuda"
+    with pytest.raises(ValueError, match="whole number"):
+        TrainConfig(segment_seconds=1.0)
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_losses_decrease_on_a_fixed_seed(quick_corpus, tmp_path):
+    from llmcodec.train.trainer import CSV_FIELDS, Trainer
+    cfg = _cfg(quick_corpus, tmp_path / "run")
+    trainer = Trainer(cfg, log=lambda s: None)
+    before = trainer.measure()
+    results = trainer.fit(progress=False)
+    after = trainer.measure()
+    assert len(results) == cfg.steps == trainer.step
+    # Real losses on the same fixed batch, before vs after the steps.
+    for name in ("stft", "subband", "semantic", "consistency", "total"):
+        assert after[name] < before[name], (name, before[name], after[name])
+    # The GAN starts after the warm-up, and every loss is logged for every step.
+    assert "adv" not in results[cfg.warmup_steps - 1].losses
+    assert {"adv", "fm", "disc"} <= set(results[-1].losses)
+    rows = list(csv.DictReader((cfg_dir := Path(cfg.run_dir)).joinpath("log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, cfg.steps + 1))
+    assert tuple(rows[0]) == CSV_FIELDS and rows[-1]["fm"] != "" and rows[0]["fm"] == ""
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    # The shipping export loads like any model directory and runs the streaming path.
+    from llmcodec.checkpoint import load_model
+    loaded = load_model(cfg_dir / "model")
+    assert loaded.model.cfg.name == "tiny"
+    assert json.loads((cfg_dir / "model" / "training.json").read_text())["steps"] == cfg.steps
+    from safetensors import safe_open
+    with safe_open(str(cfg_dir / "model" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+        assert all(f.get_tensor(k).dtype in (torch.float16, torch.int64) for k in keys)
+        assert not [k for k in keys if "parametrizations" in k or "codebook" in k or "heads" in k]
+    enc = loaded.model.encode(torch.zeros(1, 1920 * 2))
+    assert [c.shape[1] for c in enc.codes] == [2, 4, 8]
+
+
+def test_resume_is_exact(quick_corpus, tmp_path):
+    from llmcodec.train.trainer import Trainer
+    # Four steps in one go ...
+    a = Trainer(_cfg(quick_corpus, tmp_path / "a", steps=4, warmup_steps=2), log=lambda s: None)
+    ra = a.fit(progress=False)
+    # ... equal two steps, a stop, a resume from the checkpoint and two more (crossing the warm-up).
+    b = Trainer(_cfg(quick_corpus, tmp_path / "b", steps=2, warmup_steps=2), log=lambda s: None)
+    b.fit(progress=False)
+    del b
+    c = Trainer(_cfg(quick_corpus, tmp_path / "b", steps=4, warmup_steps=2), log=lambda s: None)
+    assert c.resume() and c.step == 2
+    rc = c.fit(progress=False)
+    assert [r.step for r in rc] == [3, 4]
+    for k in ("stft", "total", "disc"):
+        assert rc[-1].losses[k] == pytest.approx(ra[-1].losses[k], rel=1e-5, abs=1e-6)
+    for (n, p), (_, q) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+    for p, q in zip(a.disc.parameters(), c.disc.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_cli_train_resume_and_export(quick_corpus, tmp_path):
+    from llmcodec.cli import main
+    run = tmp_path / "run"
+    args = ["train", "--config", str(TINY_CI), "--data", str(quick_corpus), "--run-dir", str(run),
+            "--no-progress"]
+    assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--steps", "2"]) == 2  # an existing run needs --resume
+    assert main([*args, "--steps", "2", "--resume"]) == 0
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert main([*args, "--export", str(tmp_path / "ship")]) == 0
+    assert json.loads((tmp_path / "ship" / "training.json").read_text())["steps"] == 2
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_resume_without_checkpoint_starts_from_a_model_dir(quick_corpus, tmp_path):
+    """``--resume`` with no run checkpoint continues a shipped model (the bundled default's path)."""
+    from llmcodec.train.trainer import Trainer
+    first = Trainer(_cfg(quick_corpus, tmp_path / "one", steps=3), log=lambda s: None)
+    first.fit(progress=False)
+    second = Trainer(_cfg(quick_corpus, tmp_path / "two", steps=4, init_from=str(tmp_path / "one" / "model")),
+                     log=lambda s: None)
+    assert second.step == 3 and not second.resume()
+    # fp16 shipping weights, weight norm re-applied: the same function up to fp16 rounding.
+    x = second.sampler.batch(7).audio
+    with torch.no_grad():
+        ya, yb = first.model(x).audio, second.model(x).audio
+    assert float((ya - yb).abs().max()) < 0.05
+    second.fit(progress=False)
+    assert second.step == 4
+
+
+def test_loss_building_blocks():
+    from llmcodec.train.discriminator import MultiFrequencyDiscriminator, mel_filterbank
+    from llmcodec.train.losses import PQMF, MultiScaleSTFTLoss, TeacherHeads
+    x = torch.randn(2, 1, 3840) * 0.1
+    loss = MultiScaleSTFTLoss()
+    assert float(loss(x, x)) < 1e-5 and float(loss(x * 0.5, x)) > 0.1
+    bands = PQMF(6)(x)
+    assert bands.shape == (2, 6, 640)
+    # The bands split the energy: a 1 kHz tone lands in band 0, a 6 kHz tone in band 4.
+    t = torch.arange(3840) / 16000
+    for f, band in ((1000, 0), (6000, 4)):
+        e = PQMF(6)(torch.sin(2 * torch.pi * f * t)[None, None]).pow(2).mean(-1)[0]
+        assert int(e.argmax()) == band
+    fb = mel_filterbank(16000, 128, 16)
+    assert fb.shape == (16, 65) and bool((fb.sum(1) > 0).all())
+    logits, feats = MultiFrequencyDiscriminator((32, 256), (16, 32))(x)
+    assert len(logits) == 2 and len(feats[0]) == 6
+    heads = TeacherHeads(64)
+    lvl = torch.randn(2, 64, 4)
+    target = torch.nn.functional.normalize(heads.semantic(lvl.mean(-1)), dim=-1).detach()
+    with torch.no_grad():
+        assert float(heads.semantic_loss(lvl, target, torch.ones(2))) < 1e-5
+        assert float(heads.semantic_loss(lvl, target, torch.zeros(2))) == 0.0
+
+
+def test_cuda_training_with_mixed_precision(quick_corpus, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine: the --device cuda / mixed-precision path is not run")
+    from llmcodec.train.trainer import Trainer
+    t = Trainer(_cfg(quick_corpus, tmp_path / "gpu", steps=8, device="cuda", amp=True), log=lambda s: None)
+    before = t.measure()
+    t.fit(progress=False)
+    assert t.measure()["stft"] < before["stft"]
