@@ -114,24 +114,28 @@ def torch_margins(model, wav: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate(o) for o in out]
 
 
-def step_times(backends: dict[str, Backend], wav: np.ndarray, blocks: int) -> dict[str, tuple[float, float]]:
-    """Median encode and decode step times (ms) at batch 1, the backends interleaved block by block."""
+def step_times(backends: dict[str, Backend], wav: np.ndarray, blocks: int
+               ) -> dict[str, dict[str, float]]:
+    """Median encode and decode step times (ms) at batch 1, the backends interleaved block by
+    block: wall clock, and the calling thread's CPU time (robust on a shared machine; valid
+    for one intra-op thread, where every backend computes on the calling thread)."""
     blk = next(iter(backends.values())).facts.block_size
     st = {k: [b.init_encoder_state(1), b.init_decoder_state(1)] for k, b in backends.items()}
-    times: dict[str, list[list[float]]] = {k: [[], []] for k in backends}
+    rec: dict[str, dict[str, list[float]]] = {k: {"enc": [], "dec": [], "enc_cpu": [], "dec_cpu": []}
+                                              for k in backends}
     n = wav.size // blk
     for i in range(blocks + 5):
         x = wav[None, (i % n) * blk:(i % n + 1) * blk]
         for k, b in backends.items():
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             c, st[k][0] = b.encode_step(x, st[k][0])
-            t1 = time.perf_counter()
+            w1, c1 = time.perf_counter(), time.thread_time()
             _, st[k][1] = b.decode_step(c, st[k][1])
-            t2 = time.perf_counter()
+            w2, c2 = time.perf_counter(), time.thread_time()
             if i >= 5:  # warm-up
-                times[k][0].append(t1 - t0)
-                times[k][1].append(t2 - t1)
-    return {k: (float(np.median(e)) * 1e3, float(np.median(d)) * 1e3) for k, (e, d) in times.items()}
+                for key, v in (("enc", w1 - w0), ("dec", w2 - w1), ("enc_cpu", c1 - c0), ("dec_cpu", c2 - c1)):
+                    rec[k][key].append(v)
+    return {k: {key: float(np.median(v)) * 1e3 for key, v in r.items()} for k, r in rec.items()}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -197,29 +201,37 @@ def main(argv: list[str] | None = None) -> int:
             total, _ = agreement(ref, codes)
             print(f"  {name:9s} chunk {chunk:5d} samples: tokens {100 * total:.3f}%, "
                   f"SNR {snr_db(ref_audio, audio):.1f} dB")
-    print("\nbatches of streams starting at different blocks (each vs its own torch run):")
+    print("\nbatches of streams starting at different blocks (each stream vs its own torch run; "
+          "'alone': vs the same backend at batch 1):")
     seg = max(tb.facts.block_size, wav.size // 4)
-    for name in ("torch", "onnx fp32", "onnx int8"):
-        for batch in BATCHES:
-            wavs = [wav[(i * 7919 * 5) % (wav.size - seg):][:seg] for i in range(batch)]
-            starts = [3 * i for i in range(batch)]
+    for batch in BATCHES:
+        wavs = [wav[(i * 7919 * 5) % (wav.size - seg):][:seg] for i in range(batch)]
+        starts = [3 * i for i in range(batch)]
+        refs = [encode_all(tb, w) for w in wavs]
+        ref_audios = [decode_all(tb, rc) for rc in refs]
+        for name in ("torch", "onnx fp32", "onnx int8"):
             codes, audio = run_staggered(backends[name], wavs, starts)
-            toks, agree, snrs = 0, 0, []
-            for w, c, a in zip(wavs, codes, audio):
-                rc = encode_all(tb, w)
-                ra = decode_all(tb, rc)
-                agree += sum(int(np.sum(x == y)) for x, y in zip(rc, c))
-                toks += sum(x.size for x in rc)
-                snrs.append(snr_db(ra, a))
-            print(f"  {name:9s} batch {batch}: tokens {100 * agree / toks:.3f}%, min SNR {min(snrs):.1f} dB")
+            alone = [encode_all(backends[name], w) for w in wavs]
+            n = sum(x.size for rc in refs for x in rc)
+            agree = sum(int(np.sum(x == y)) for rc, c in zip(refs, codes) for x, y in zip(rc, c))
+            same = sum(int(np.sum(x == y)) for al, c in zip(alone, codes) for x, y in zip(al, c))
+            snr = min(snr_db(ra, a) for ra, a in zip(ref_audios, audio))
+            print(f"  {name:9s} batch {batch}: tokens {100 * agree / n:.3f}% (alone {100 * same / n:.3f}%), "
+                  f"min SNR {snr:.1f} dB")
     print(f"\nper-block step time, batch 1, {args.threads} thread(s), median of {args.blocks} interleaved blocks:")
     times = step_times(backends, wav, args.blocks)
-    for k, (e, d) in times.items():
-        print(f"  {k:9s}: encode {e:6.2f} ms  decode {d:6.2f} ms  total {e + d:6.2f} ms "
-              f"({(e + d) / (1000 * tb.facts.block_seconds):.3f} of real time)")
-    f32, i8 = sum(times["onnx fp32"]), sum(times["onnx int8"])
-    print(f"  int8 / fp32 time: {i8 / f32:.2f} (speed-up {f32 / i8:.2f}x); "
-          f"torch / onnx fp32: {sum(times['torch']) / f32:.2f}x")
+    for k, t in times.items():
+        wall, cpu = t["enc"] + t["dec"], t["enc_cpu"] + t["dec_cpu"]
+        print(f"  {k:9s}: wall encode {t['enc']:6.2f} + decode {t['dec']:6.2f} = {wall:6.2f} ms "
+              f"({wall / (1000 * tb.facts.block_seconds):.3f} of real time); thread CPU "
+              f"{t['enc_cpu']:6.2f} + {t['dec_cpu']:6.2f} = {cpu:6.2f} ms")
+    for kind, suffix in (("wall", ""), ("thread CPU", "_cpu")):
+        tot = {k: t["enc" + suffix] + t["dec" + suffix] for k, t in times.items()}
+        print(f"  {kind}: int8 / fp32 {tot['onnx int8'] / tot['onnx fp32']:.2f} "
+              f"(int8 speed-up {tot['onnx fp32'] / tot['onnx int8']:.2f}x); "
+              f"torch / onnx fp32 {tot['torch'] / tot['onnx fp32']:.2f}x")
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"  (1-minute load average at the end: {load})")
     if tmp is not None:
         tmp.cleanup()
     return 0

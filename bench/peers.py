@@ -46,7 +46,7 @@ class PeerSettings:
     seed: int = 0
 
 
-QUICK_PEERS = PeerSettings(seconds=2.4, offline_rounds=2, warmup_chunks=1)
+QUICK_PEERS = PeerSettings(seconds=2.4, offline_rounds=1, warmup_chunks=1)
 
 
 @dataclass(frozen=True)
@@ -271,7 +271,7 @@ def measure(contenders: list[Contender], wav16: np.ndarray, settings: PeerSettin
                          settings.offline_rounds, warmup=1, seed=settings.seed)
     for c in contenders:
         c.reset()
-    chunks = int(seconds // CHUNK_SECONDS)
+    chunks = wav16.size // int(round(CHUNK_SECONDS * 16000))
     if chunks <= settings.warmup_chunks:
         raise ValueError(f"a {seconds:.2f} s clip has {chunks} chunks of {CHUNK_SECONDS} s; "
                          f"need more than warmup_chunks={settings.warmup_chunks}")
@@ -313,7 +313,7 @@ def run(settings: PeerSettings = PeerSettings(), model_dir: str | Path | None = 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2.4 s clip, 2 offline rounds")
+    p.add_argument("--quick", action="store_true", help="2.4 s clip, 1 offline round")
     p.add_argument("--seconds", type=float, help="clip length in seconds (default 10)")
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--export", help="export directory: adds ONNX Runtime rows")

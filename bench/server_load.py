@@ -66,6 +66,7 @@ class LevelResult:
     late_blocks: int  # wire latency over one block duration
     batch_sizes: dict[int, int]  # batch size -> blocks computed in such steps
     server_cpu_percent: float | None  # of one core, over the level
+    load_avg: float  # the machine's 1-minute load average after the level (other work competes)
     errors: tuple[str, ...]
     seconds: float
     holds: bool
@@ -93,14 +94,15 @@ class LoadResult:
 
     def table(self) -> str:
         rows = [f"{'N':>3} {'blocks':>6}  {'server p50    p90    p99':>24}  {'wire p50    p90    p99':>22}  "
-                f"{'queue50':>7} {'comp50':>6}  {'late':>5}  {'batch mean/max':>14}  {'CPU%':>5}  holds"]
+                f"{'queue50':>7} {'comp50':>6}  {'late':>5}  {'batch mean/max':>14}  {'CPU%':>5} {'load':>5}  holds"]
         for lv in self.levels:
             n = sum(lv.batch_sizes.values())
             mean_b = sum(k * v for k, v in lv.batch_sizes.items()) / n if n else float("nan")
             cpu = f"{lv.server_cpu_percent:5.0f}" if lv.server_cpu_percent is not None else "    -"
             rows.append(f"{lv.streams:3d} {lv.blocks:6d}  {lv.server_ms.short():>24}  {lv.wire_ms.short():>22}  "
                         f"{lv.queue_ms.p50:7.1f} {lv.compute_ms.p50:6.1f}  {lv.late_fraction:5.1%}  "
-                        f"{mean_b:7.2f}/{max(lv.batch_sizes, default=0):<6d}  {cpu}  {'yes' if lv.holds else 'NO'}"
+                        f"{mean_b:7.2f}/{max(lv.batch_sizes, default=0):<6d}  {cpu} {lv.load_avg:5.1f}  "
+                        f"{'yes' if lv.holds else 'NO'}"
                         + (f"  errors: {lv.errors[:2]}" if lv.errors else ""))
         return "\n".join(rows)
 
@@ -176,7 +178,7 @@ def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token
         Percentiles.of([b.timing.queue_ms for b in blocks]), Percentiles.of([b.timing.compute_ms for b in blocks]),
         late, dict(sorted(batches.items())),
         None if cpu0 is None or cpu1 is None else 100.0 * (cpu1 - cpu0) / wall,
-        tuple(errors), wall, holds)
+        os.getloadavg()[0], tuple(errors), wall, holds)
 
 
 # ---- main -----------------------------------------------------------------------------------

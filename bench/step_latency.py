@@ -53,7 +53,7 @@ class StepSettings:
         return max(self.min_blocks, self.base_blocks // batch)
 
 
-QUICK_STEP = StepSettings(batches=(1, 8, 32), threads=(1,), base_blocks=120, min_blocks=10, warmup=4)
+QUICK_STEP = StepSettings(batches=(1, 16), threads=(1,), base_blocks=100, min_blocks=8, warmup=3)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def run(settings: StepSettings = StepSettings(), model_dir: str | Path | None = 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.step_latency", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="batches 1, 8, 32 on one thread, fewer blocks")
+    p.add_argument("--quick", action="store_true", help="batches 1 and 16 on one thread, fewer blocks")
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--export", help="export directory with int8 graphs (default: a cached export)")
     p.add_argument("--batches", help="comma-separated batch sizes (default 1,2,4,...,64)")

@@ -89,7 +89,12 @@ def _load_gguf_model(folder: Path, name: str):
         pass
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
     cfg = AutoConfig.from_pretrained(folder, gguf_file=name, local_files_only=True)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    try:  # the weights are loaded next: skip the random initialisation (seconds on CPU)
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores transformers' switch
         tensors = load_gguf_checkpoint(str(folder / name), return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)

@@ -79,12 +79,12 @@ class PromptBuilder:
                              f"({vocab.llm_name}); this LLM has another vocabulary: use level 1 only")
         self.tokenize, self.decode, self.vocab = tokenize, decode, vocab
         self.levels, self.same_vocab = levels, same_vocab
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, tuple[int, ...]] = {}
 
-    def _text(self, text: str) -> list[int]:
+    def _text(self, text: str) -> tuple[int, ...]:
         ids = self._cache.get(text)
         if ids is None:
-            ids = self._cache[text] = list(self.tokenize(text))
+            ids = self._cache[text] = tuple(self.tokenize(text))
         return ids
 
     def audio_ids(self, codes: Codes) -> list[int]:
@@ -113,7 +113,7 @@ class PromptBuilder:
                 raise ValueError(f"label {lab!r} must be non-empty, without outer spaces, newlines or quotes")
         if target is not None and target not in labels:
             raise ValueError(f"target {target!r} is not one of the labels {labels}")
-        ids: list[int] = self._text(instruction(labels)) if induction else []
+        ids: list[int] = list(self._text(instruction(labels))) if induction else []
         spans = []
         for codes, lab in list(examples) + [(query, None)]:
             if lab is not None and lab not in labels:
@@ -121,7 +121,8 @@ class PromptBuilder:
             ids += self._text(EXAMPLE_OPEN)
             audio = self.audio_ids(codes)
             spans.append((len(ids), len(ids) + len(audio)))
-            ids += audio + self._text(EXAMPLE_CLOSE)
+            ids += audio
+            ids += self._text(EXAMPLE_CLOSE)
             if lab is not None:
                 ids += self._text(" " + lab) + self._text(SEPARATOR)
         return Prompt(tuple(ids), self.decode(ids), labels, self.candidates(labels), tuple(spans), target)

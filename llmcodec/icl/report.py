@@ -64,7 +64,7 @@ def cell(k: int, n: int, chance: float) -> str:
     """``"55.0 [48.1, 61.7]"`` in percent; ``+``/``-`` when the interval excludes chance."""
     lo, hi = wilson(k, n)
     mark = "+" if lo > chance else "-" if hi < chance else " "
-    return f"{100 * k / n:5.1f} [{100 * lo:4.1f}, {100 * hi:5.1f}]{mark}"
+    return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]{mark}"
 
 
 def _rows(results: Sequence[SettingResult]) -> tuple[list[str], list[list[str]]]:

@@ -276,6 +276,13 @@ class Trainer:
                 if now - last_ckpt >= self.cfg.checkpoint_minutes * 60:
                     self.save()
                     last_ckpt = now
+                    if not progress:
+                        recent = results[-50:]
+                        mean = {k: sum(r.losses.get(k, 0.0) for r in recent) / len(recent)
+                                for k in ("total", "stft", "semantic", "consistency", "adv", "fm")}
+                        self.log(f"step {self.step}: checkpoint; last {len(recent)} steps "
+                                 f"{sum(r.seconds for r in recent) / len(recent):.2f} s/step, "
+                                 + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
                 if max_minutes is not None and now - t_start >= max_minutes * 60:
                     break
         self.save()
