@@ -245,6 +245,17 @@ def _plt():
     return plt
 
 
+def _plain_ticks(ax, x: bool = True, y: bool = True) -> None:
+    """Log axes labelled 1, 2, 4, ... instead of 2^k."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    for on, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+        if on:
+            f = ScalarFormatter()
+            f.set_scientific(False)
+            axis.set_major_formatter(f)
+            axis.set_minor_formatter(NullFormatter())
+
+
 def plot_latency_cdf(steps: list, path: Path, batch: int = 1) -> Path | None:
     rows = [r for r in steps if r.batch == batch]
     if not rows:
@@ -257,6 +268,7 @@ def plot_latency_cdf(steps: list, path: Path, batch: int = 1) -> Path | None:
     block = rows[0].block_seconds * 1e3
     ax.axvline(block, color="k", ls="--", lw=1, label=f"one block ({block:.0f} ms)")
     ax.set_xscale("log")
+    _plain_ticks(ax, y=False)
     ax.set_xlabel("encode + decode time of one block, ms (log)")
     ax.set_ylabel("fraction of blocks")
     ax.set_title(f"Per-block latency CDF, batch {batch}")
@@ -277,7 +289,9 @@ def plot_throughput_vs_batch(steps: list, path: Path) -> Path | None:
         rows = sorted((r for r in steps if (r.backend, r.threads) == key), key=lambda r: r.batch)
         ax.plot([r.batch for r in rows], [r.streams for r in rows], marker="o", label=f"{key[0]}, {key[1]} thr")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0)
+    _plain_ticks(ax, y=False)
+    ax.set_xticks(sorted({r.batch for r in steps}))
     ax.set_xlabel("batch size B (streams per step)")
     ax.set_ylabel("real-time streams (B x block / median step)")
     ax.set_title("Throughput vs batch size")
@@ -303,6 +317,8 @@ def plot_latency_vs_streams(points: list, path: Path) -> Path | None:
     ax.axhline(block, color="k", ls="--", lw=1, label=f"one block ({block:.0f} ms)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    _plain_ticks(ax)
+    ax.set_xticks(sorted({p.clients for p in points}))
     ax.set_xlabel("concurrent real-time clients N")
     ax.set_ylabel("added latency, ms (last sample sent -> tokens)")
     ax.set_title("Server latency vs concurrent streams (loopback)")

@@ -6,7 +6,7 @@
 Writes ``results.md``, ``results.json``, ``README_SECTION.md`` and the PNG
 plots into ``--out`` (default ``bench/results``; ``bench/results/quick`` with
 ``--quick``) and prints the Markdown at the end. ``--quick`` finishes in under
-two minutes once the ONNX export is cached (the first run exports, ~30 s).
+two minutes; the first run also exports the model to ONNX (~40 s, then cached).
 """
 from __future__ import annotations
 
@@ -70,7 +70,6 @@ class LoadPoint:
     block_seconds: float
     errors: tuple[str, ...] = ()
     load_avg: float = float("nan")  # the machine's 1-minute load average after the level
-
 
     @property
     def realtime(self) -> bool:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -110,15 +112,17 @@ def ensure_export(model_dir: str | Path | None, export_dir: str | Path | None = 
         return (p, "") if (p / "export.json").is_file() else (None, f"{p} is not an export directory")
     try:
         out = export_cache_dir(model_dir)
-        if not (out / "encoder.int8.onnx").is_file() or not (out / "decoder.int8.onnx").is_file():
-            import logging
-            import time
+        if not all((out / f).is_file() for f in ("encoder.int8.onnx", "decoder.int8.onnx", "export.json")):
             from export.onnx_export import export_model
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice
+            log(f"exporting the model to ONNX (fp32 + int8) into {out}, once ...")
+            root, level = logging.getLogger(), logging.getLogger().level
+            root.setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice
             t0 = time.perf_counter()
-            export_model(model_dir, out, int8=True, graphs=("encoder", "decoder"))
-            log(f"exported the model to {out} ({time.perf_counter() - t0:.0f} s, cached for next runs)")
+            try:
+                export_model(model_dir, out, int8=True, graphs=("encoder", "decoder"))
+            finally:
+                root.setLevel(level)
+            log(f"exported in {time.perf_counter() - t0:.0f} s (cached for the next runs)")
         return out, ""
     except Exception as e:  # noqa: BLE001 - any failure is reported, never fatal
         return None, f"export failed: {type(e).__name__}: {e}"
@@ -166,7 +170,6 @@ class _Stream:
         self.dec = backend.init_decoder_state(batch)
 
     def step(self) -> tuple[float, float]:
-        import time
         pcm = self.blocks[(self.offsets + self.i) % self.blocks.shape[0]]  # [B, block]
         self.i += 1
         t0 = time.perf_counter()
@@ -266,16 +269,20 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> int:
     import dataclasses
     from .report import step_table, unavailable_lines
-    args = get_parser().parse_args(argv)
+    p = get_parser()
+    args = p.parse_args(argv)
     s = QUICK_STEP if args.quick else StepSettings()
-    if args.batches:
-        s = dataclasses.replace(s, batches=_ints(args.batches, "--batches"))
-    if args.threads:
-        s = dataclasses.replace(s, threads=_ints(args.threads, "--threads"))
     names = tuple(args.backends.split(","))
-    bad = [n for n in names if n not in BACKENDS]
-    if bad:
-        raise SystemExit(f"unknown backends {bad}; accepted: {list(BACKENDS)}")
+    try:
+        if args.batches:
+            s = dataclasses.replace(s, batches=_ints(args.batches, "--batches"))
+        if args.threads:
+            s = dataclasses.replace(s, threads=_ints(args.threads, "--threads"))
+        bad = [n for n in names if n not in BACKENDS]
+        if bad:
+            raise ValueError(f"unknown backends {bad}; accepted: {list(BACKENDS)}")
+    except ValueError as e:
+        p.error(str(e))
     results, missing = run(s, args.model, args.export, names)
     print(step_table(results))
     print("\n".join(unavailable_lines(missing)))

@@ -227,10 +227,12 @@ async def stream_chunks(url: str, chunks: AsyncIterator[np.ndarray], sample_rate
             async for c in chunks:
                 if not len(c):
                     continue
-                await ws.send(to_bytes(np.asarray(c), fmt))
+                data = to_bytes(np.asarray(c), fmt)
+                t = time.monotonic()  # before the send, which may yield to the receiver
                 result.samples_sent += len(c)
                 sent_n.append(result.samples_sent)
-                sent_t.append(time.monotonic())
+                sent_t.append(t)
+                await ws.send(data)
 
         async def receive() -> None:
             pending: ReceivedBlock | None = None
@@ -273,14 +275,19 @@ async def stream_chunks(url: str, chunks: AsyncIterator[np.ndarray], sample_rate
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if recv_task not in done:
+                closed = False
                 if send_task in done:
-                    send_task.result()  # raise a sending error
+                    err = send_task.exception()
+                    closed = isinstance(err, ConnectionClosed)  # the receiver reports why
+                    if err is not None and not closed:
+                        raise err
                 else:
                     send_task.cancel()
-                try:
-                    await ws.send(End().to_json())
-                except ConnectionClosed:
-                    pass  # the receiver reports why
+                if not closed:
+                    try:
+                        await ws.send(End().to_json())
+                    except ConnectionClosed:
+                        pass
                 await asyncio.wait_for(asyncio.shield(recv_task), end_timeout)
             recv_task.result()
         finally:
@@ -355,8 +362,8 @@ async def decode_codes(url: str, codes: list[np.ndarray], *, blocks_per_message:
                     body = [vocab.codes_to_token_ids(l, p) for l, p in enumerate(part)]
                 else:
                     body = [vocab.codes_to_text(l, p) for l, p in enumerate(part)]
-                await ws.send(json.dumps({"type": "tokens", "seq": i, send: body}))
                 sent_t.extend([time.monotonic()] * (j - i))
+                await ws.send(json.dumps({"type": "tokens", "seq": i, send: body}))
             await ws.send(End().to_json())
 
         send_task = asyncio.create_task(sender())

@@ -81,3 +81,12 @@ def test_cli_eval(quick_corpus, tiny_model_dir, tmp_path, capsys):
     assert "| llmcodec tiny |" in capsys.readouterr().out
     assert main(["eval", "--data", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
+    assert main(["eval", "--data", str(quick_corpus / "heldout" / "en"), "--model-card"]) == 2
+
+
+def test_model_card(quick_corpus, tiny_model_dir):
+    from llmcodec.eval.report import evaluate, model_card
+    rep = evaluate(tiny_model_dir, quick_corpus / "heldout" / "en", limit=1, dns=False, opus=False,
+                   progress=False)
+    card = model_card(rep, {"steps": 1234, "hours": 5.5, "config": "small", "data": "524 tracks"})
+    assert "Steps: 1234" in card and "hours of training: 5.5" in card and "| llmcodec tiny |" in card

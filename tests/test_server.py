@@ -217,6 +217,18 @@ def test_ctrl_c_stop_ends_cleanly_with_the_prefix_tokens(server, default_backend
     assert all(np.array_equal(g, w) for g, w in zip(r.codes(), ref))
 
 
+def test_client_library_raises_the_servers_errors(server):
+    from stream.client import ServerError
+    with pytest.raises(ServerError) as e:
+        asyncio.run(stream_pcm(server.url, speech_clip(0.2), 4000))
+    assert e.value.code == "unsupported_rate" and "8000" in e.value.message
+    bad = speech_clip(1.0)
+    bad[9000] = np.nan
+    with pytest.raises(ServerError) as e:
+        asyncio.run(stream_pcm(server.url, bad, 16000, chunk=1000))
+    assert e.value.code == "non_finite" and e.value.close_code == 1007
+
+
 def test_auth_refuses_a_missing_or_wrong_token(default_backend):
     with ServerThread(default_backend, ServerConfig(port=0, token="s3cret")) as st:
         for token, status in ((None, 401), ("wrong", 403), ("s3cre", 403)):

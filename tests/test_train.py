@@ -104,6 +104,8 @@ def test_cli_train_resume_and_export(quick_corpus, tmp_path):
     assert main([*args, "--export", str(tmp_path / "ship")]) == 0
     assert json.loads((tmp_path / "ship" / "training.json").read_text())["steps"] == 2
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+    assert main(["train", "--config", str(TINY_CI), "--data", str(quick_corpus), "--run-dir",
+                 str(tmp_path / "empty"), "--export", str(tmp_path / "x")]) == 2
 
 
 def test_resume_without_checkpoint_starts_from_a_model_dir(quick_corpus, tmp_path):

@@ -16,10 +16,14 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="threads for Whisper")
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
+    p.add_argument("--model-card", action="store_true",
+                   help="write MODEL_CARD.md into --model (training.json facts + this table)")
 
 
 def run(args: argparse.Namespace) -> int:
     from llmcodec.eval.report import evaluate
+    if args.model_card and not args.model:
+        raise ValueError("--model-card needs --model DIR (the directory to write MODEL_CARD.md into)")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     report = evaluate(args.model, args.data, limit=args.limit, opus=not args.no_opus,
@@ -30,9 +34,28 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(report.to_json() + "\n")
     if args.markdown:
         Path(args.markdown).write_text(table)
+    if args.model_card:
+        from llmcodec.eval.report import model_card
+        from llmcodec.train.checkpoint import read_training_json
+        card = Path(args.model) / "MODEL_CARD.md"
+        card.write_text(model_card(report, read_training_json(Path(args.model))))
+        print(f"wrote {card}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmcodec.cli import main as cli_main
-    return cli_main(["eval", *(argv or [])])
+    """``python -m llmcodec.commands.eval``: this subcommand alone (same as ``llmcodec eval``)."""
+    import sys
+    p = argparse.ArgumentParser(prog="llmcodec eval", description=__doc__.split("\n")[0])
+    add_arguments("eval", p)
+    args = p.parse_args(argv)
+    args.command = "eval"
+    try:
+        return int(run(args) or 0)
+    except (ValueError, OSError) as e:
+        print(f"llmcodec eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -101,23 +101,12 @@ def _run(args: argparse.Namespace) -> int:
                     all_levels_ways=args.all_levels_ways, all_levels_shots=args.all_levels_shots)
     t0 = time.perf_counter()
     coder, llm = _setup(args)
-    log_file = open(args.log, "w", encoding="utf-8") if args.log else None
-    total = len(settings)
+    tasks = {t: build_task(t, args.duration).description for t in args.tasks}
+    done: list = []
 
-    def progress(r) -> None:
-        progress.done += 1
-        print(f"[{progress.done}/{total}] {r.setting.name}: greedy {100 * r.greedy_acc:.1f}%, "
-              f"log-lik {100 * r.scored_acc:.1f}% (chance {100 * r.chance:.1f}%), {r.episodes} episodes, "
-              f"{r.seconds:.0f} s", file=sys.stderr, flush=True)
-    progress.done = 0
-    try:
-        results = evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
-                           log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
-    finally:
-        if log_file:
-            log_file.close()
-    print(text_table(results))
-    if args.markdown:
+    def write_markdown(final: bool) -> None:
+        if not args.markdown:
+            return
         import torch
         cfg = coder.model.cfg
         meta = {"codec": f"{coder.directory} (config {cfg.name!r}, weights sha256 {coder.fingerprint}...)",
@@ -126,9 +115,27 @@ def _run(args: argparse.Namespace) -> int:
                 "episodes per setting": str(args.episodes), "seed": str(args.seed),
                 "run time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        tasks = {t: build_task(t, args.duration).description for t in args.tasks}
-        command = _command(args)
-        Path(args.markdown).write_text(markdown_report(results, meta, command, tasks), encoding="utf-8")
+        if not final:
+            meta["status"] = f"PARTIAL: {len(done)} of {len(settings)} settings done, run still going"
+        Path(args.markdown).write_text(markdown_report(done, meta, _command(args), tasks), encoding="utf-8")
+
+    def progress(r) -> None:
+        done.append(r)
+        print(f"[{len(done)}/{len(settings)}] {r.setting.name}: greedy {100 * r.greedy_acc:.1f}%, "
+              f"log-lik {100 * r.scored_acc:.1f}% (chance {100 * r.chance:.1f}%), {r.episodes} episodes, "
+              f"{r.seconds:.0f} s", file=sys.stderr, flush=True)
+        write_markdown(final=False)
+
+    log_file = open(args.log, "w", encoding="utf-8") if args.log else None
+    try:
+        results = evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
+                           log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
+    finally:
+        if log_file:
+            log_file.close()
+    print(text_table(results))
+    write_markdown(final=True)
+    if args.markdown:
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
 
@@ -137,7 +144,7 @@ def _command(args: argparse.Namespace) -> str:
     """The full ``llmcodec icl run`` command line that reproduces this run."""
     parts = ["llmcodec", "icl", "run"]
     for key in ("tasks", "ways", "shots", "levels", "all_levels_ways", "all_levels_shots", "variants",
-                "episodes", "seed", "duration", "model", "llm", "dtype"):
+                "episodes", "seed", "duration", "model", "llm", "dtype", "threads"):
         v = getattr(args, key)
         if v is None:
             continue

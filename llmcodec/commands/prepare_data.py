@@ -31,5 +31,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmcodec.cli import main as cli_main
-    return cli_main(["prepare-data", *(argv or [])])
+    """``python -m llmcodec.commands.prepare_data``: this subcommand alone (same as ``llmcodec prepare-data``)."""
+    import sys
+    p = argparse.ArgumentParser(prog="llmcodec prepare-data", description=__doc__.split("\n")[0])
+    add_arguments("prepare-data", p)
+    args = p.parse_args(argv)
+    args.command = "prepare-data"
+    try:
+        return int(run(args) or 0)
+    except (ValueError, OSError) as e:
+        print(f"llmcodec prepare-data: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

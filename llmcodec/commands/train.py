@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if has_training_state(ckpt) and not args.resume and not args.export:
         raise ValueError(f"{cfg.run_dir} already holds a run; pass --resume to continue it "
                          f"or choose another --run-dir")
+    if args.export and not has_training_state(ckpt):
+        raise ValueError(f"{ckpt}: no training checkpoint to export")
     if args.resume and not has_training_state(ckpt) and cfg.init_from is None:
         cfg = dataclasses.replace(cfg, init_from="default")  # continue the bundled default
     trainer = Trainer(cfg)
@@ -55,5 +57,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmcodec.cli import main as cli_main
-    return cli_main(["train", *(argv or [])])
+    """``python -m llmcodec.commands.train``: this subcommand alone (same as ``llmcodec train``)."""
+    import sys
+    p = argparse.ArgumentParser(prog="llmcodec train", description=__doc__.split("\n")[0])
+    add_arguments("train", p)
+    args = p.parse_args(argv)
+    args.command = "train"
+    try:
+        return int(run(args) or 0)
+    except (ValueError, OSError) as e:
+        print(f"llmcodec train: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

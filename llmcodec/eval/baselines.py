@@ -38,6 +38,11 @@ class Transcriber:
         self.model = WhisperModel(whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
 
     def transcribe(self, audio: np.ndarray) -> str:
-        segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language="en", beam_size=1,
-                                            condition_on_previous_text=False, vad_filter=False)
+        audio = np.asarray(audio, np.float32)
+        # Greedy, one pass (no temperature fallback), at most ~8 tokens per second of audio:
+        # garbled audio cannot make Whisper loop for minutes.
+        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, temperature=0.0,
+                                            condition_on_previous_text=False, vad_filter=False,
+                                            without_timestamps=True,
+                                            max_new_tokens=int(8 * audio.size / 16000) + 16)
         return " ".join(s.text.strip() for s in segments).strip()

@@ -146,3 +146,28 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
         rows.append(op.scores("Opus 6 kbps", f"6 kbps ({kbps:.1f} kbps with Ogg headers)"))
     return EvalReport(str(loaded.directory), str(data_dir), len(files), round(seconds, 1),
                       cfg.tokens_per_second, rows, round(time.time() - t0, 1))
+
+
+def model_card(report: EvalReport, training: dict) -> str:
+    """``MODEL_CARD.md`` for a model directory: training facts (``training.json``) and the eval table."""
+    steps, hours = training.get("steps", "unknown"), training.get("hours", "unknown")
+    return "\n".join([
+        "# llmcodec model card",
+        "",
+        "A causal, streaming LLM-Codec (UniAudio 1.5 recipe): 16 kHz audio <-> SmolLM2-135M token ids,",
+        "3 levels (whole words, then the full vocabulary twice) at 8.3 / 16.7 / 33.3 tokens/s.",
+        "",
+        "## Training",
+        f"- Steps: {steps}; hours of training: {hours} (CPU unless stated)",
+        f"- Recipe: `{training.get('config', '?')}` (configs/train_{training.get('config', 'small')}.json), "
+        f"segments {training.get('segment_seconds', '?')} s, batch {training.get('batch_size', '?')}",
+        f"- Data: {training.get('data', 'unknown')}",
+        "  (Debian asterisk-core-sounds en/es/fr prompts, Piper joe-us speech of fortunes and WordNet",
+        "  sentences, asterisk-moh-opsound music, freedesktop/sound-icons event sounds; the fixed",
+        "  held-out prompts are never trained on)",
+        "- Continue training: `llmcodec train --resume` (docs/TRAINING.md)",
+        "",
+        "## Held-out evaluation (`llmcodec eval`)",
+        "",
+        report.to_markdown(),
+    ])

@@ -40,8 +40,9 @@ class Decision:
 
     ``greedy``: index of the candidate chosen by (constrained) greedy decoding,
     -1 when free generation produced no candidate; ``generated``: the text the
-    greedy decoding produced; ``scores``: summed log-prob of each candidate;
-    ``best``: index of the highest score.
+    greedy decoding produced (constrained: the candidate's text, e.g. ``" two\n"``;
+    free: the generated line, stripped); ``scores``: summed log-prob of each
+    candidate; ``best``: index of the highest score.
     """
 
     greedy: int
@@ -106,14 +107,19 @@ def _load_gguf_model(folder: Path, name: str):
     return model
 
 
-@lru_cache(maxsize=2)
-def load_llm(path: str | None = None, dtype: str = "float32") -> "FrozenLLM":
+def load_llm(path: str | Path | None = None, dtype: str = "float32") -> "FrozenLLM":
     """Load (once per process) a frozen causal LM and its tokenizer. ``path`` None: SmolLM2-135M."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+    folder, gguf = _resolve(path)
+    return _load(str(folder.resolve()), gguf, dtype)
+
+
+@lru_cache(maxsize=2)
+def _load(folder_name: str, gguf: str | None, dtype: str) -> "FrozenLLM":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    folder, gguf = _resolve(path)
+    folder = Path(folder_name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
@@ -143,10 +149,6 @@ class FrozenLLM:
         n = sum(p.numel() for p in self.model.parameters())
         return f"FrozenLLM({self.name!r}, {n / 1e6:.1f}M parameters, {self.model.dtype})"
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
-
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
@@ -171,6 +173,10 @@ class FrozenLLM:
         V = self.model.config.vocab_size
         if any(not 0 <= t < V for c in cands for t in c) or any(not 0 <= int(t) < V for t in prompt_ids):
             raise ValueError(f"token ids must be in [0, {V - 1}]")
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit and len(prompt_ids) + max(len(c) for c in cands) > limit:
+            raise ValueError(f"the prompt has {len(prompt_ids)} tokens; {self.name} reads at most {limit}: "
+                             "use fewer shots, repeats or levels, or a shorter --duration")
         x = torch.tensor([list(prompt_ids)], dtype=torch.long)
         out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
         cache, first = out.past_key_values, out.logits[0, -1].float().log_softmax(-1)  # [V]
@@ -225,7 +231,7 @@ class FrozenLLM:
                 return done[0]
             if len(alive) == 1:
                 return alive[0]
-            tok = max((cands[i][j] for i in alive), key=lambda t: lp[next(i for i in alive if cands[i][j] == t)][j])
+            tok = cands[max(alive, key=lambda i: lp[i][j])][j]
             alive = [i for i in alive if cands[i][j] == tok]
             j += 1
 
