@@ -1,14 +1,16 @@
 """``make demo``: the main job on the bundled default model.
 
-Streams 12 s of real recorded speech through the streaming encoder in 20 ms
-chunks (as a microphone would deliver it), prints each block's LLM tokens as
-they come out, then decodes the tokens back to audio. Writes
-``demo_out/tokens.json`` and ``demo_out/roundtrip.wav``.
+Starts the streaming server on loopback (``llmcodec serve``'s code), streams
+12 s of real recorded speech to it in 20 ms chunks paced in real time, as a
+microphone would, prints each block's LLM tokens as they arrive, checks them
+against offline encoding, decodes the tokens back to audio and prints the
+per-block latency. Writes ``demo_out/tokens.json``, ``input.wav`` and
+``roundtrip.wav``.
 """
 from __future__ import annotations
 
 import argparse
-import time
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--chunk-ms", type=float, default=20.0)
+    p.add_argument("--fast", action="store_true", help="do not pace in real time")
     p.add_argument("--model", default=None, help="model or export directory (default: bundled)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
     p.add_argument("--out", default="demo_out")
@@ -29,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from llmcodec.speech import speech_clip
     from llmcodec.tokens_io import TokenFile
     from stream.backends import make_backend
-    from stream.buffer import StreamingDecoder, StreamingEncoder
+    from stream.buffer import decode_all, encode_all
+    from stream.client import stream_pcm
+    from stream.server import ServerConfig, ServerThread
 
     backend = make_backend(args.backend, args.model)
     facts, vocab = backend.facts, getattr(backend, "vocab", None)
@@ -37,40 +42,42 @@ def main(argv: list[str] | None = None) -> int:
           f"{facts.block_size} samples = {facts.block_seconds * 1000:.0f} ms per block, "
           f"tokens/block {facts.tokens_per_block}, {facts.tokens_per_second:.2f} tokens/s")
     wav = speech_clip(args.seconds, facts.sample_rate)
-    chunk = int(facts.sample_rate * args.chunk_ms / 1000)
-    enc, dec = StreamingEncoder(backend), StreamingDecoder(backend)
-    step_ms, blocks, audio = [], [], []
-    print(f"streaming {args.seconds:.1f} s of real speech in {args.chunk_ms:.0f} ms chunks:")
-    for i in range(0, wav.size + chunk, chunk):
-        t0 = time.perf_counter()
-        new = enc.push(wav[i:i + chunk]) if i < wav.size else enc.flush()
-        if new:
-            step_ms.append((time.perf_counter() - t0) * 1000 / len(new))
-        for b in new:
-            blocks.append(b)
-            audio += dec.push(list(b.codes))
-            if vocab is not None:
-                words = [vocab.codes_to_text(l, b.codes[l]) for l in range(3)]
-                print(f"  block {b.seq:3d}  L1{words[0]:<14s} L2 {words[1]:<28s} L3 {words[2]}")
-            else:
-                print(f"  block {b.seq:3d}  " + "  ".join(str(list(c)) for c in b.codes))
-    codes = [np.concatenate([b.codes[l] for b in blocks]) for l in range(3)]
+
+    def show(b) -> None:
+        if b.text:
+            print(f"  block {b.seq:3d}  L1{b.text[0]:<14s} L2 {b.text[1]:<28s} L3 {b.text[2]}  "
+                  f"({b.timing.server_ms:.1f} ms)", flush=True)
+        else:
+            print(f"  block {b.seq:3d}  {b.codes}", flush=True)
+
+    with ServerThread(backend, ServerConfig(port=0)) as server:
+        print(f"server on {server.url}; streaming {args.seconds:.1f} s of real speech in "
+              f"{args.chunk_ms:.0f} ms chunks{'' if args.fast else ', paced in real time'}:")
+        result = asyncio.run(stream_pcm(
+            server.url, wav, facts.sample_rate, chunk=int(facts.sample_rate * args.chunk_ms / 1000),
+            realtime=not args.fast, returns=("tokens", "text", "audio"), on_block=show))
+    codes = result.codes()
+    offline = encode_all(backend, wav)
+    same = all(np.array_equal(a, b) for a, b in zip(codes, offline))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     TokenFile(facts.name, facts.llm_name, facts.sample_rate, int(wav.size), facts.block_size,
               facts.tokens_per_second, tuple(tuple(int(x) for x in c) for c in codes),
               facts.sample_rate).save(out / "tokens.json", vocab)
-    save_audio(out / "roundtrip.wav", np.concatenate(audio)[:wav.size], facts.sample_rate)
+    audio = result.audio()[:wav.size]
+    save_audio(out / "roundtrip.wav", audio, facts.sample_rate)
     save_audio(out / "input.wav", wav, facts.sample_rate)
-    ms = np.array(step_ms)
-    print(f"{len(blocks)} blocks, {sum(c.size for c in codes)} tokens; encode step per block "
-          f"p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms "
-          f"(block = {facts.block_seconds * 1000:.0f} ms, real-time factor {np.median(ms) / (facts.block_seconds * 1000):.3f})")
+    print(f"{len(result.blocks)} blocks, {sum(c.size for c in codes)} tokens; "
+          f"streamed tokens {'==' if same else '!='} offline tokens; "
+          f"streamed audio vs offline decode max diff "
+          f"{np.abs(audio - decode_all(backend, offline)[:wav.size]).max():.1e}")
+    print(f"latency per block, server (last sample in -> tokens out): {result.latency('server').format()}")
+    print(f"latency per block, on the wire (sent -> tokens received):  {result.latency('client').format()}")
     print(f"wrote {out}/tokens.json, {out}/input.wav, {out}/roundtrip.wav")
     card = Path(__file__).parent / "assets" / "default" / "MODEL_CARD.md"
     if args.model is None and card.exists() and "UNTRAINED" in card.read_text():
         print("note: the bundled default model is UNTRAINED (seeded); its audio is not yet speech. See README.")
-    return 0
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def test_report_table_and_markdown() -> None:
     table = text_table([a, b])
     assert "60.0 [53.1, 66.5]+" in table  # 120/200, interval above chance 50%
     assert "45.0 [38.3, 51.9] " in table  # includes 50%: no mark
+    free = SettingResult(Setting("digits", 2, 1, 1, induction=False), 200, 0, 100, 0, 58.0, 1.0)
+    assert "pooled L1 (with induction): greedy 60.0%, log-lik 45.0% over 200 episodes" in text_table([a, b, free])
     md = markdown_report([a, b], {"seed": "0"}, "llmcodec icl run --episodes 200")
     assert "| digits | 2 | 1 | - | 50.0 | 60.0 [53.1, 66.5]+ |" in md
     assert "llmcodec icl run --episodes 200" in md and "ESC50 2-way 1-shot" in md

@@ -79,7 +79,7 @@ def _show(args: argparse.Namespace) -> int:
         raise ValueError(f"{llm.name} does not share the codec's vocabulary: use --levels 1")
     out = run_episode(setting, args.episode, episode, coder, llm, builders[setting.levels])
     print(f"# {setting.name}, episode {args.episode} (seed {args.seed}); {len(out.prompt)} prompt tokens")
-    print(f"# support: " + ", ".join(f"{Path(c.path).name}->{lab}" for c, lab in episode.support))
+    print("# support: " + ", ".join(f"{Path(c.path).name}->{lab}" for c, lab in episode.support))
     print(f"# query: {Path(episode.query.path).name} ({episode.query.path})")
     print(out.prompt.text)
     print(f"# target: {episode.target}")
