@@ -194,6 +194,13 @@ def _notes(res: BenchResults) -> list[str]:
         notes.append("Some wire latencies (client-stamped) are below the server's own block-complete -> "
                      "tokens-sent time: the clients share the loaded cores and the event loop stamps a frame "
                      "as sent only after ws.send returns, so the server column is the safer figure there.")
+    one = {(r.backend, r.batch): r.both.p50 for r in res.steps if r.threads == 1}
+    slower = sorted({r.backend for r in res.steps if r.threads > 1 and (r.backend, r.batch) in one
+                     and r.both.p50 > one[(r.backend, r.batch)]})
+    if slower:
+        notes.append(f"More threads were slower than one for {', '.join(slower)}: with other work on every core, "
+                     "a parallel step waits for its descheduled sibling threads; on a shared machine one thread "
+                     "per process (and one process per core) is the configuration to deploy.")
     if any(r.both.n < 100 for r in res.steps):
         notes.append("p99 over fewer than 100 blocks is close to the maximum; read it as such.")
     return notes

@@ -96,25 +96,34 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
 
 
 def interleave(tasks: Mapping[str, Callable[[], T]], rounds: int, warmup: int = 0,
-               seed: int = 0) -> dict[str, list[T]]:
+               seed: int = 0, max_seconds: float | None = None, min_rounds: int = 1) -> dict[str, list[T]]:
     """Run every task once per round, in a new seeded random order each round.
 
     Each task measures itself and returns its measurement (see ``timed``). The
     first ``warmup`` rounds run the same way and are discarded. Returns, per
-    task, its ``rounds`` measurements in round order (so series pair up by index).
+    task, its measurements in round order (so series pair up by index): ``rounds``
+    of them, or fewer when ``max_seconds`` of measuring have passed after at
+    least ``min_rounds`` rounds (a bound on the run time of a loaded machine).
     """
-    if rounds < 1 or warmup < 0:
-        raise ValueError(f"rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}")
+    if rounds < 1 or warmup < 0 or min_rounds < 1:
+        raise ValueError(f"rounds and min_rounds must be >= 1 and warmup >= 0, got {rounds}, {min_rounds}, {warmup}")
     rng = random.Random(seed)
     names = list(tasks)
     out: dict[str, list[T]] = {n: [] for n in names}
+    t0 = None
     for r in range(warmup + rounds):
+        if r == warmup:
+            t0 = time.perf_counter()
         order = names[:]
         rng.shuffle(order)
         for n in order:
             value = tasks[n]()
             if r >= warmup:
                 out[n].append(value)
+        done = r + 1 - warmup
+        if (max_seconds is not None and t0 is not None and done >= min_rounds
+                and time.perf_counter() - t0 > max_seconds):
+            break
     return out
 
 

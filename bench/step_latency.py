@@ -49,13 +49,14 @@ class StepSettings:
     base_blocks: int = 400  # measured blocks at B=1; B gets base_blocks // B ...
     min_blocks: int = 20  # ... but never fewer than this
     warmup: int = 10  # blocks run and discarded before measuring
+    max_seconds: float = 25.0  # per (batch, threads): stop early after this, once min_blocks are measured
     seed: int = 0
 
     def blocks(self, batch: int) -> int:
         return max(self.min_blocks, self.base_blocks // batch)
 
 
-QUICK_STEP = StepSettings(batches=(1, 16), threads=(1,), base_blocks=100, min_blocks=8, warmup=3)
+QUICK_STEP = StepSettings(batches=(1, 16), threads=(1,), base_blocks=100, min_blocks=8, warmup=3, max_seconds=8.0)
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ def measure_config(backends: dict[str, Backend], batch: int, threads: int, setti
     import torch
     torch.set_num_threads(threads)
     streams = {n: _Stream(b, blocks, batch) for n, b in backends.items()}
-    runs = interleave({n: s.step for n, s in streams.items()}, settings.blocks(batch),
-                      settings.warmup, settings.seed + batch * 10 + threads)
+    runs = interleave({n: s.step for n, s in streams.items()}, settings.blocks(batch), settings.warmup,
+                      settings.seed + batch * 10 + threads, settings.max_seconds, settings.min_blocks)
     both = {n: [e + d for e, d in r] for n, r in runs.items()}
     out = []
     for n, r in runs.items():

@@ -68,6 +68,15 @@ def test_interleave_runs_every_task_once_per_round_in_varying_order():
         stats.interleave(tasks, rounds=0)
 
 
+def test_interleave_time_budget_keeps_min_rounds_and_pairs():
+    import time
+    tasks = {n: stats.timed(lambda: time.sleep(0.002)) for n in "ab"}
+    out = stats.interleave(tasks, rounds=10_000, warmup=1, max_seconds=0.0, min_rounds=3)
+    assert len(out["a"]) == len(out["b"]) == 3  # stopped at the first check after min_rounds
+    out = stats.interleave(tasks, rounds=4, max_seconds=None)
+    assert len(out["a"]) == 4
+
+
 def test_timed_and_cpu_meter():
     assert stats.timed(lambda: None)() >= 0.0
     with stats.CpuMeter() as m:

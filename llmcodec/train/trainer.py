@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import load_model
-from ..model import LLMCodec
+from ..model import CodecOutput, LLMCodec
 from ..vocab import Vocabulary
 from .checkpoint import (export_model, has_training_state, load_training_state, read_training_json,
                          save_training_state)
@@ -109,6 +109,10 @@ class Trainer:
                                       align=self.model.cfg.block_size, gain_db=cfg.gain_db)
         self.elapsed = 0.0
         self.resumed = False
+        self._encoder, self._decoder = self.model.encoder, self.model.decoder
+        self._compiled = cfg.compile
+        if cfg.compile:
+            self._encoder, self._decoder = torch.compile(self._encoder), torch.compile(self._decoder)
 
     # ---- state ---------------------------------------------------------------
     @property
@@ -153,6 +157,20 @@ class Trainer:
         return export_model(self.model, directory, training)
 
     # ---- one step ------------------------------------------------------------
+    def forward(self, x: Tensor) -> CodecOutput:
+        """``LLMCodec.forward`` through the (optionally compiled) encoder and decoder."""
+        self.model._check_len(x.shape[-1])
+        try:
+            z = self._encoder(x)
+            q = self.model.quantizer(z)
+            return CodecOutput(self._decoder(q.quantized), z, q)
+        except Exception as e:  # no C++ compiler, unsupported backend: train eagerly
+            if not self._compiled:
+                raise
+            self.log(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly")
+            self._encoder, self._decoder, self._compiled = self.model.encoder, self.model.decoder, False
+            return self.model(x)
+
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -183,7 +201,7 @@ class Trainer:
         """The reconstruction losses on a fixed batch (``sampler.batch(key)``), no update."""
         batch = self.sampler.batch(key)
         with self._autocast():
-            out = self.model(batch.audio.to(self.device))
+            out = self.model(batch.audio.to(self.device))  # eager: no recompilation for no_grad
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
     def train_step(self) -> StepResult:
@@ -195,7 +213,7 @@ class Trainer:
         x = batch.audio.to(self.device)
         gan = self.step >= cfg.warmup_steps and (cfg.w_adv > 0 or cfg.w_fm > 0)
         with self._autocast():
-            out = self.model(x)
+            out = self.forward(x)
         y = out.audio.float()
         losses = self._reconstruction_losses(batch, out)
         total = losses["total"]
@@ -278,8 +296,9 @@ class Trainer:
                     last_ckpt = now
                     if not progress:
                         recent = results[-50:]
-                        mean = {k: sum(r.losses.get(k, 0.0) for r in recent) / len(recent)
-                                for k in ("total", "stft", "semantic", "consistency", "adv", "fm")}
+                        mean = {k: sum(r.losses[k] for r in recent) / len(recent)
+                                for k in ("total", "stft", "semantic", "consistency", "adv", "fm", "disc")
+                                if all(k in r.losses for r in recent)}
                         self.log(f"step {self.step}: checkpoint; last {len(recent)} steps "
                                  f"{sum(r.seconds for r in recent) / len(recent):.2f} s/step, "
                                  + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
