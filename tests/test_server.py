@@ -311,8 +311,9 @@ def test_stream_cli_fast_writes_tokens_and_audio(server, default_backend, speech
     tok, wav = tmp_path / "t.json", tmp_path / "o.wav"
     rc = stream_client.main(["stream", path, "--url", server.url, "--fast", "--show", "none",
                              "--tokens-out", str(tok), "--audio-out", str(wav)])
-    out = capsys.readouterr().out
-    assert rc == 0 and "p50" in out and "p99" in out and "batch sizes" in out
+    cap = capsys.readouterr()
+    out = cap.out
+    assert rc == 0 and "p50" in out and "p99" in out and "batch sizes" in out, cap.err
     codes = TokenFile.load(tok, None).arrays()
     assert all(np.array_equal(g, w) for g, w in zip(codes, offline(default_backend, path)))
     audio, sr = sf.read(str(wav))
