@@ -63,8 +63,9 @@ class Printer:
             print(flush=True)
 
 
-def summary(results, out=sys.stdout) -> None:
-    """Latency summary over one or more StreamResults."""
+def summary(results, out=None) -> None:
+    """Latency summary over one or more StreamResults (to ``out``, default the current stdout)."""
+    out = out if out is not None else sys.stdout  # not bound at import: stdout may be replaced
     from stream.client import LatencySummary
     blocks = [b for r in results for b in r.blocks]
     if not blocks:
