@@ -208,6 +208,7 @@ class StreamServer:
                 await ws.send(e.to_json())
                 await ws.close(e.close_code, close_reason(e.message))
                 return
+            await self._send_ready(ws, session)  # after `session` is set: a failed send still cleans up
             sender = asyncio.create_task(self._sender(ws, session))
             await self._receive_loop(ws, session)
             await sender
@@ -240,7 +241,10 @@ class StreamServer:
         self.sessions[session.id] = session
         self.metrics.active_streams.labels(path).inc()
         self.metrics.connections.labels(path).inc()
-        f = self.facts
+        return session
+
+    async def _send_ready(self, ws: ServerConnection, session: Session) -> None:
+        f, path, start = self.facts, session.endpoint, session.start
         stream = path == STREAM_PATH
         ready = Ready(session.id, path, f.name, self.backend.name, f.sample_rate, f.block_size,
                       tuple(f.tokens_per_block), tuple(f.level_sizes),
@@ -248,7 +252,6 @@ class StreamServer:
                       start.sample_rate if stream else None, start.format if stream else None,
                       start.channels if stream else None, start.returns, self.config.max_message_bytes)
         await ws.send(ready.to_json())
-        return session
 
     async def _receive_loop(self, ws: ServerConnection, s: Session) -> None:
         """Until end (queues End after the last result), an error, or the client leaves."""

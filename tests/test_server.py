@@ -204,6 +204,18 @@ def test_disconnect_mid_block_leaves_no_session(server, how):
     assert json.loads(body)["active_streams"] == 0
 
 
+def test_client_gone_before_ready_leaves_no_session(server):
+    """Start, then vanish at once: the server's 'ready' send fails, the session must still go."""
+    async def run():
+        for _ in range(20):
+            ws = await open_connection(server.url)
+            await ws.send(Start(16000, "pcm_f32le", 1).to_json())
+            ws.transport.abort()  # start and the connection's end arrive together
+    asyncio.run(run())
+    assert wait_for(lambda: server.call(lambda: len(server.server.sessions)) == 0), \
+        f"sessions left behind: {server.call(lambda: list(server.server.sessions.values()))}"
+
+
 def test_ctrl_c_stop_ends_cleanly_with_the_prefix_tokens(server, default_backend):
     clip = speech_clip(3.0, start=140)
 

@@ -158,3 +158,19 @@ def test_cuda_training_with_mixed_precision(quick_corpus, tmp_path):
     before = t.measure()
     t.fit(progress=False)
     assert t.measure()["stft"] < before["stft"]
+
+
+def test_interrupt_saves_a_checkpoint(quick_corpus, tmp_path):
+    """Ctrl-C (and `kill`, turned into it by the train command) stops with a checkpoint."""
+    from llmcodec.train.trainer import Trainer
+    t = Trainer(_cfg(quick_corpus, tmp_path / "run", steps=10), log=lambda s: None)
+    real_step = t.train_step
+
+    def step_then_interrupt():
+        if t.step == 2:
+            raise KeyboardInterrupt
+        return real_step()
+    t.train_step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(progress=False)
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2

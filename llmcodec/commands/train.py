@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         out = trainer.export(Path(args.export))
         print(f"wrote {out} (step {trainer.step})")
         return 0
+    import signal
+    if hasattr(signal, "SIGTERM"):  # `kill PID` stops like Ctrl-C: a checkpoint first
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     trainer.fit(max_minutes=args.max_minutes, progress=not args.no_progress)
     print(f"step {trainer.step}: checkpoint {ckpt}, model {Path(cfg.run_dir) / 'model'}")
     return 0

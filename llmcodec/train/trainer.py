@@ -281,7 +281,12 @@ class Trainer:
             if new_log:
                 writer.writeheader()
             while self.step < end:
-                r = self.train_step()
+                try:
+                    r = self.train_step()
+                except KeyboardInterrupt:  # Ctrl-C (or SIGTERM turned into it): keep the work done
+                    self.save()
+                    self.log(f"interrupted: checkpoint at step {self.step}")
+                    raise
                 results.append(r)
                 if r.step % self.cfg.log_every == 0:
                     writer.writerow({"step": r.step, "seconds": round(r.seconds, 3), "lr": f"{self.lr():.3e}",
