@@ -270,3 +270,42 @@ def test_cli_runs_end_to_end(llm, tmp_path, capsys) -> None:
     assert icl.run(args) == 0
     shown = capsys.readouterr().out
     assert "For each of the following input output pairs" in shown and "# greedy:" in shown
+
+
+def test_results_file_resumes_and_merges(llm, tmp_path, capsys) -> None:
+    """`--results`: settings already in the file are skipped; `icl report` merges files of one identity."""
+    from llmcodec.commands import icl
+    from llmcodec.icl.store import merge, read
+    parser = argparse.ArgumentParser()
+    icl.add_arguments("icl", parser)
+    common = ["--ways", "2", "--shots", "1", "--variants", "none", "--episodes", "2",
+              "--cache-dir", str(tmp_path / "cache")]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert icl.run(parser.parse_args(["run", "--tasks", "digits", "--levels", "1", "--results", str(a), *common])) == 0
+    doc = read(a)
+    assert [(r["task"], r["levels"], r["episodes"]) for r in doc["results"]] == [("digits", 1, 2)]
+    first = doc["results"][0]
+    # Again with one more level mode: the level-1 setting is not run twice.
+    capsys.readouterr()
+    assert icl.run(parser.parse_args(["run", "--tasks", "digits", "--levels", "1", "all", "--results", str(a),
+                                      *common])) == 0
+    assert "1 of 2 settings already done, 1 to run" in capsys.readouterr().err
+    doc = read(a)
+    assert len(doc["results"]) == 2 and doc["results"][0] == first and len(doc["commands"]) == 2
+    assert icl.run(parser.parse_args(["run", "--tasks", "sound", "--levels", "1", "--results", str(b), *common])) == 0
+    md = tmp_path / "all.md"
+    assert icl.run(parser.parse_args(["report", str(a), str(b), "--markdown", str(md)])) == 0
+    text = md.read_text()
+    assert "| digits | 2 | 1 | - | 50.0 |" in text and "| sound | 2 | 1 | - | 50.0 |" in text
+    assert text.count("llmcodec icl run") == 3
+    # Files of another identity (here: another seed) are refused, naming the difference.
+    c = tmp_path / "c.json"
+    assert icl.run(parser.parse_args(["run", "--tasks", "sound", "--levels", "1", "--results", str(c),
+                                      "--seed", "1", *common])) == 0
+    with pytest.raises(ValueError, match="seed"):
+        merge([a, c])
+    with pytest.raises(ValueError, match="seed"):
+        icl.run(parser.parse_args(["run", "--tasks", "digits", "--levels", "1", "--results", str(a),
+                                   "--seed", "1", *common]))
+    with pytest.raises(ValueError, match="also in another file"):
+        merge([a, a])

@@ -43,6 +43,12 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     r.add_argument("--episodes", type=int, default=200, help="episodes per setting")
     r.add_argument("--markdown", help="write the Markdown report here")
     r.add_argument("--log", help="write one JSON line per episode here")
+    r.add_argument("--results", help="results file (JSON): written after every setting; a run on an "
+                                     "existing file of the same codec/LLM/seed/episodes skips the settings "
+                                     "already in it (resume), and `icl report` merges several")
+    m = sub.add_parser("report", help="merge results files of `icl run --results` into one table")
+    m.add_argument("results", nargs="+", help="results files (same codec, LLM, seed, duration, episodes)")
+    m.add_argument("--markdown", help="write the Markdown report here")
     s = sub.add_parser("show", help="print one episode's prompt, target and the LLM's answers")
     _common(s)
     s.add_argument("--task", default="digits", choices=["digits", "language", "sound"])
@@ -90,7 +96,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llmcodec.icl.report import markdown_report, text_table
+    from llmcodec.icl.report import markdown_report, sort_results, text_table
     from llmcodec.icl.run import evaluate, grid
     from llmcodec.icl.tasks import build_task
     if args.episodes < 1:
@@ -103,6 +109,19 @@ def _run(args: argparse.Namespace) -> int:
     coder, llm = _setup(args)
     tasks = {t: build_task(t, args.duration).description for t in args.tasks}
     done: list = []
+    store = None
+    if args.results:
+        from llmcodec.icl.store import ResultsFile
+        identity = {"codec": f"{coder.directory} (config {coder.model.cfg.name!r}, weights sha256 "
+                             f"{coder.fingerprint}...)", "llm": f"{llm.name} from {Path(llm.source).name}",
+                    "dtype": args.dtype, "seed": args.seed, "duration": args.duration, "episodes": args.episodes}
+        store = ResultsFile(args.results, identity, _command(args))
+        before = len(settings)
+        settings = [s for s in settings if s not in store.done()]
+        done += [r for r in store.results]
+        print(f"{args.results}: {before - len(settings)} of {before} settings already done, "
+              f"{len(settings)} to run", file=sys.stderr)
+    total = len(done) + len(settings)
 
     def write_markdown(final: bool) -> None:
         if not args.markdown:
@@ -116,12 +135,15 @@ def _run(args: argparse.Namespace) -> int:
                 "wall time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         if not final:
-            meta["status"] = f"PARTIAL: {len(done)} of {len(settings)} settings done, run still going"
-        Path(args.markdown).write_text(markdown_report(done, meta, _command(args), tasks), encoding="utf-8")
+            meta["status"] = f"PARTIAL: {len(done)} of {total} settings done, run still going"
+        Path(args.markdown).write_text(markdown_report(sort_results(done), meta, _command(args), tasks),
+                                       encoding="utf-8")
 
     def progress(r) -> None:
         done.append(r)
-        print(f"[{len(done)}/{len(settings)}] {r.setting.name}: greedy {100 * r.greedy_acc:.1f}%, "
+        if store is not None:
+            store.add(r)
+        print(f"[{len(done)}/{total}] {r.setting.name}: greedy {100 * r.greedy_acc:.1f}%, "
               f"log-lik {100 * r.scored_acc:.1f}% (chance {100 * r.chance:.1f}%), {r.episodes} episodes, "
               f"{r.seconds:.0f} s", file=sys.stderr, flush=True)
         write_markdown(final=False)
@@ -133,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if log_file:
             log_file.close()
+    results = done if store is not None else results
     print(text_table(results))
     write_markdown(final=True)
     if args.markdown:
@@ -150,13 +173,39 @@ def _command(args: argparse.Namespace) -> str:
             continue
         parts.append("--" + key.replace("_", "-"))
         parts += [str(x) for x in v] if isinstance(v, list) else [str(v)]
-    if args.markdown:
-        parts += ["--markdown", args.markdown]
+    for key in ("markdown", "results"):
+        if getattr(args, key, None):
+            parts += ["--" + key, getattr(args, key)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _report(args: argparse.Namespace) -> int:
+    """Merge results files into one table (and a Markdown report)."""
+    from llmcodec.icl.report import markdown_report, sort_results, text_table
+    from llmcodec.icl.store import merge
+    from llmcodec.icl.tasks import build_task
+    identity, commands, results = merge(args.results)
+    results = sort_results(results)
+    print(text_table(results))
+    if args.markdown:
+        tasks = {}
+        for r in results:
+            if r.setting.task not in tasks:
+                tasks[r.setting.task] = build_task(r.setting.task, float(identity["duration"])).description
+        meta = {"codec": str(identity["codec"]), "LLM": f"{identity['llm']} ({identity['dtype']})",
+                "clips": f"{identity['duration']:g} s each (truncated or zero-padded), encoded offline",
+                "episodes per setting": str(identity["episodes"]), "seed": str(identity["seed"]),
+                "settings": f"{len(results)}, CPU time {sum(r.seconds for r in results) / 60:.0f} min",
+                "results files": ", ".join(str(p) for p in args.results),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        Path(args.markdown).write_text(markdown_report(results, meta, "\n".join(commands), tasks),
+                                       encoding="utf-8")
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    return _show(args) if args.icl_command == "show" else _run(args)
+    return {"show": _show, "report": _report}.get(args.icl_command, _run)(args)
 
 
 def main(argv: list[str] | None = None) -> int:

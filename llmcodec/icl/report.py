@@ -60,6 +60,16 @@ class SettingResult:
         return wilson(self.greedy if which == "greedy" else self.scored, self.episodes)
 
 
+def sort_results(results: Sequence[SettingResult]) -> list[SettingResult]:
+    """The grid's order: task, N, then K = 1, 3, 5, then the variants; level 1 before all levels."""
+    from .tasks import TASK_NAMES
+    def key(r: SettingResult):
+        s = r.setting
+        return (TASK_NAMES.index(s.task), s.ways, (not s.induction) or s.repeats > 0, s.induction, s.repeats,
+                s.shots, s.levels)
+    return sorted(results, key=key)
+
+
 def cell(k: int, n: int, chance: float) -> str:
     """``"55.0 [48.1, 61.7]"`` in percent; ``+``/``-`` when the interval excludes chance."""
     lo, hi = wilson(k, n)
