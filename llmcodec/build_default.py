@@ -1,9 +1,12 @@
-"""Build the bundled default model: a seeded, UNTRAINED ``small`` codec whose
-codebooks are the real SmolLM2-135M embeddings. Replaced by trained weights
-once training ships them. ``python -m llmcodec.build_default``."""
+"""Build a seeded, UNTRAINED ``small`` codec whose codebooks are the real
+SmolLM2-135M embeddings (the first bundled default, before trained weights).
+``python -m llmcodec.build_default -o DIR``; it refuses to overwrite a trained
+model (a directory with ``training.json``) unless ``--force``."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
@@ -29,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", default=str(default_model_dir()))
+    p.add_argument("--force", action="store_true", help="overwrite a trained model in --out")
     args = p.parse_args(argv)
+    if (Path(args.out) / "training.json").is_file() and not args.force:
+        print(f"{args.out} holds a trained model (training.json); pass --force to replace it "
+              f"with untrained weights", file=sys.stderr)
+        return 2
     out = save_model(build(args.preset, args.seed), args.out, half=True)
     print(f"wrote {out}")
     return 0

@@ -74,10 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency per block, server (last sample in -> tokens out): {result.latency('server').format()}")
     print(f"latency per block, on the wire (sent -> tokens received):  {result.latency('client').format()}")
     print(f"wrote {out}/tokens.json, {out}/input.wav, {out}/roundtrip.wav")
-    card = Path(__file__).parent / "assets" / "default" / "MODEL_CARD.md"
-    if args.model is None and card.exists() and "UNTRAINED" in card.read_text():
-        print("note: the bundled default model is UNTRAINED (seeded); its audio is not yet speech. See README.")
+    if args.model is None:
+        print(f"model: {default_model_note()}")
     return 0 if same else 1
+
+
+def default_model_note() -> str:
+    """One line on the bundled default's training (from its training.json) and where its quality is."""
+    import json
+    d = Path(__file__).parent / "assets" / "default"
+    try:
+        t = json.loads((d / "training.json").read_text())
+    except (OSError, ValueError):
+        return "the bundled default is UNTRAINED (seeded); its audio is not speech. See README."
+    return (f"the bundled default was trained {t.get('steps')} steps ({t.get('hours')} h on CPU); "
+            f"held-out quality in {d / 'MODEL_CARD.md'}")
 
 
 if __name__ == "__main__":

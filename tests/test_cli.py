@@ -107,3 +107,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     one_line_error(run_cli("decode", str(bad), "-o", str(tmp_path / "x.wav")), "level 2")
     one_line_error(run_cli("encode", str(txt), "-o", "x.json", "--chunk", "0"), "")
     one_line_error(run_cli("encode", str(empty), "-o", "x.json", "--model", str(tmp_path)), "not a model directory")
+
+
+def test_build_default_refuses_to_overwrite_a_trained_model(tmp_path, capsys):
+    from llmcodec.build_default import main
+    from llmcodec.checkpoint import load_model
+    (tmp_path / "training.json").write_text('{"steps": 5}')
+    assert main(["-o", str(tmp_path), "--preset", "tiny"]) == 2
+    assert "trained model" in capsys.readouterr().err and not (tmp_path / "model.safetensors").exists()
+    assert main(["-o", str(tmp_path), "--preset", "tiny", "--force"]) == 0
+    assert load_model(str(tmp_path)).model.cfg.name == "tiny"
