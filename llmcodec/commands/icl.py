@@ -192,7 +192,9 @@ def _report(args: argparse.Namespace) -> int:
         for r in results:
             if r.setting.task not in tasks:
                 tasks[r.setting.task] = build_task(r.setting.task, float(identity["duration"])).description
-        meta = {"codec": str(identity["codec"]), "LLM": f"{identity['llm']} ({identity['dtype']})",
+        name, _, source = str(identity["llm"]).partition(" from ")
+        meta = {"codec": str(identity["codec"]),
+                "LLM": f"{name if name == source else identity['llm']} ({identity['dtype']})",
                 "clips": f"{identity['duration']:g} s each (truncated or zero-padded), encoded offline",
                 "episodes per setting": str(identity["episodes"]), "seed": str(identity["seed"]),
                 "settings": f"{len(results)}, CPU time {sum(r.seconds for r in results) / 60:.0f} min",
