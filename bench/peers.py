@@ -145,6 +145,10 @@ class Mimi:
         self.algorithmic_latency = self.frame_size / self.sample_rate
         params = inspect.signature(self.model.encode).parameters
         self.streaming_api = "padding_cache" in params and "use_streaming" in params
+        # The KV-cache argument and output names changed in transformers 5.24 (*_past_key_values -> *_cache).
+        self._enc_cache = "encoder_cache" if "encoder_cache" in params else "encoder_past_key_values"
+        dec_params = inspect.signature(self.model.decode).parameters
+        self._dec_cache = "decoder_cache" if "decoder_cache" in dec_params else "decoder_past_key_values"
         self.note = (f"MimiConfig() random weights, {cfg.num_quantizers} codebooks, "
                      + ("encoder: use_streaming + padding_cache + KV cache; decoder: per-frame calls with "
                         "KV cache (its SEANet takes no conv cache in this transformers)"
@@ -167,13 +171,13 @@ class Mimi:
             for i in range(0, chunk.size - f + 1, f):
                 x = torch.from_numpy(np.ascontiguousarray(chunk[i:i + f], dtype=np.float32))[None, None]
                 if self.streaming_api:
-                    e = self.model.encode(x, encoder_past_key_values=self._enc_kv, padding_cache=self._pad,
-                                          use_streaming=True)
-                    self._enc_kv, self._pad = e.encoder_past_key_values, e.padding_cache
+                    e = self.model.encode(x, padding_cache=self._pad, use_streaming=True,
+                                          **{self._enc_cache: self._enc_kv})
+                    self._enc_kv, self._pad = getattr(e, self._enc_cache), e.padding_cache
                 else:
                     e = self.model.encode(x)
-                d = self.model.decode(e.audio_codes, decoder_past_key_values=self._dec_kv, use_cache=True)
-                self._dec_kv = d.decoder_past_key_values
+                d = self.model.decode(e.audio_codes, use_cache=True, **{self._dec_cache: self._dec_kv})
+                self._dec_kv = getattr(d, self._dec_cache)
 
 
 class Ours:
