@@ -174,3 +174,34 @@ def test_interrupt_saves_a_checkpoint(quick_corpus, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         t.fit(progress=False)
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
+
+
+def test_kill_stops_the_train_command_with_a_checkpoint(quick_corpus, tmp_path):
+    """`kill PID` (SIGTERM) on `llmcodec train`: a checkpoint at the step reached, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "llmcodec.commands.train", "--config", str(TINY_CI), "--data", str(quick_corpus),
+           "--run-dir", str(run), "--no-progress", "--steps", "100000"]
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            log = run / "log.csv"
+            if log.is_file() and len(log.read_text().splitlines()) > 3:  # header + 3 steps done
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-2000:]
+    step = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    assert step >= 3 and f"stopped at step {step}" in err

@@ -52,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} (step {trainer.step})")
         return 0
     import signal
+    import sys
     if hasattr(signal, "SIGTERM"):  # `kill PID` stops like Ctrl-C: a checkpoint first
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-    trainer.fit(max_minutes=args.max_minutes, progress=not args.no_progress)
+    try:
+        trainer.fit(max_minutes=args.max_minutes, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"stopped at step {trainer.step}: checkpoint {ckpt}; continue with --resume", file=sys.stderr)
+        return 130
     print(f"step {trainer.step}: checkpoint {ckpt}, model {Path(cfg.run_dir) / 'model'}")
     return 0
 
