@@ -98,7 +98,6 @@ def _show(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from llmcodec.icl.report import markdown_report, sort_results, text_table
     from llmcodec.icl.run import evaluate, grid
-    from llmcodec.icl.tasks import build_task
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     levels = sorted({LEVELS[v] for v in args.levels})
@@ -107,18 +106,18 @@ def _run(args: argparse.Namespace) -> int:
                     all_levels_ways=args.all_levels_ways, all_levels_shots=args.all_levels_shots)
     t0 = time.perf_counter()
     coder, llm = _setup(args)
-    tasks = {t: build_task(t, args.duration).description for t in args.tasks}
+    tasks = _task_descriptions(args.tasks, args.duration)
+    codec = f"{coder.directory} (config {coder.model.cfg.name!r}, weights sha256 {coder.fingerprint}...)"
     done: list = []
     store = None
     if args.results:
         from llmcodec.icl.store import ResultsFile
-        identity = {"codec": f"{coder.directory} (config {coder.model.cfg.name!r}, weights sha256 "
-                             f"{coder.fingerprint}...)", "llm": f"{llm.name} from {Path(llm.source).name}",
+        identity = {"codec": codec, "llm": f"{llm.name} from {Path(llm.source).name}",
                     "dtype": args.dtype, "seed": args.seed, "duration": args.duration, "episodes": args.episodes}
         store = ResultsFile(args.results, identity, _command(args))
         before = len(settings)
         settings = [s for s in settings if s not in store.done()]
-        done += [r for r in store.results]
+        done += store.results
         print(f"{args.results}: {before - len(settings)} of {before} settings already done, "
               f"{len(settings)} to run", file=sys.stderr)
     total = len(done) + len(settings)
@@ -127,13 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         if not args.markdown:
             return
         import torch
-        cfg = coder.model.cfg
-        meta = {"codec": f"{coder.directory} (config {cfg.name!r}, weights sha256 {coder.fingerprint}...)",
-                "LLM": f"{llm!r} from {llm.source}",
-                "clips": f"{args.duration:g} s each (truncated or zero-padded), encoded offline",
-                "episodes per setting": str(args.episodes), "seed": str(args.seed),
-                "wall time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)",
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        meta = _meta(codec, f"{llm!r} from {llm.source}", args.duration, args.episodes, args.seed,
+                     {"wall time": f"{time.perf_counter() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s)"})
         if not final:
             meta["status"] = f"PARTIAL: {len(done)} of {total} settings done, run still going"
         Path(args.markdown).write_text(markdown_report(sort_results(done), meta, _command(args), tasks),
@@ -150,13 +144,12 @@ def _run(args: argparse.Namespace) -> int:
 
     log_file = open(args.log, "w", encoding="utf-8") if args.log else None
     try:
-        results = evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
+        evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
                            log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
     finally:
         if log_file:
             log_file.close()
-    results = done if store is not None else results
-    print(text_table(results))
+    print(text_table(done))  # every result of this run (and, with --results, the earlier ones)
     write_markdown(final=True)
     if args.markdown:
         print(f"wrote {args.markdown}", file=sys.stderr)
@@ -179,27 +172,33 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _task_descriptions(names, duration: float) -> dict[str, str]:
+    from llmcodec.icl.tasks import build_task
+    return {t: build_task(t, duration).description for t in names}
+
+
+def _meta(codec: str, llm: str, duration: float, episodes, seed, extra: dict[str, str]) -> dict[str, str]:
+    """The report's "how it was made" lines."""
+    return {"codec": codec, "LLM": llm,
+            "clips": f"{duration:g} s each (truncated or zero-padded), encoded offline",
+            "episodes per setting": str(episodes), "seed": str(seed), **extra,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def _report(args: argparse.Namespace) -> int:
     """Merge results files into one table (and a Markdown report)."""
     from llmcodec.icl.report import markdown_report, sort_results, text_table
     from llmcodec.icl.store import merge
-    from llmcodec.icl.tasks import build_task
     identity, commands, results = merge(args.results)
     results = sort_results(results)
     print(text_table(results))
     if args.markdown:
-        tasks = {}
-        for r in results:
-            if r.setting.task not in tasks:
-                tasks[r.setting.task] = build_task(r.setting.task, float(identity["duration"])).description
+        tasks = _task_descriptions(dict.fromkeys(r.setting.task for r in results), float(identity["duration"]))
         name, _, source = str(identity["llm"]).partition(" from ")
-        meta = {"codec": str(identity["codec"]),
-                "LLM": f"{name if name == source else identity['llm']} ({identity['dtype']})",
-                "clips": f"{identity['duration']:g} s each (truncated or zero-padded), encoded offline",
-                "episodes per setting": str(identity["episodes"]), "seed": str(identity["seed"]),
-                "settings": f"{len(results)}, CPU time {sum(r.seconds for r in results) / 60:.0f} min",
-                "results files": ", ".join(str(p) for p in args.results),
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        meta = _meta(str(identity["codec"]), f"{name if name == source else identity['llm']} ({identity['dtype']})",
+                     float(identity["duration"]), identity["episodes"], identity["seed"],
+                     {"settings": f"{len(results)}, CPU time {sum(r.seconds for r in results) / 60:.0f} min",
+                      "results files": ", ".join(str(p) for p in args.results)})
         Path(args.markdown).write_text(markdown_report(results, meta, "\n".join(commands), tasks),
                                        encoding="utf-8")
         print(f"wrote {args.markdown}", file=sys.stderr)
