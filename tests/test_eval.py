@@ -1,6 +1,7 @@
 """Evaluation: metrics on real speech, the Opus 6 kbps baseline, and `llmcodec eval` end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -85,8 +86,25 @@ def test_cli_eval(quick_corpus, tiny_model_dir, tmp_path, capsys):
 
 
 def test_model_card(quick_corpus, tiny_model_dir):
-    from llmcodec.eval.report import evaluate, model_card
+    from llmcodec.eval.report import EvalReport, evaluate, model_card, status_line
     rep = evaluate(tiny_model_dir, quick_corpus / "heldout" / "en", limit=1, dns=False, opus=False,
                    progress=False)
     card = model_card(rep, {"steps": 1234, "hours": 5.5, "config": "small", "data": "524 tracks"})
     assert "Steps: 1234" in card and "hours of training: 5.5" in card and "| llmcodec tiny |" in card
+    assert "below the project's minimum" in card and "STOI" in card.split("minimum")[1]
+    # Reports survive their JSON; earlier reports of the run become the card's table by step.
+    again = EvalReport.from_json(rep.to_json())
+    assert again.to_json() == rep.to_json() and again.codec.system == "llmcodec tiny"
+    earlier = dataclasses.replace(EvalReport.from_json(rep.to_json()), training={"steps": 10, "hours": 0.1})
+    now = dataclasses.replace(rep, training={"steps": 20, "hours": 0.2})
+    card = model_card(now, {"steps": 20}, [earlier])
+    lines = [ln for ln in card.splitlines() if ln.startswith(("| 10 |", "| 20 |"))]
+    assert [ln.split(" | ")[0] for ln in lines] == ["| 10", "| 20"]
+    assert f"{now.codec.stoi:.3f}" in lines[1]
+    other = dataclasses.replace(earlier, files=99)
+    with pytest.raises(ValueError, match="would not compare"):
+        model_card(now, {}, [other])
+    with pytest.raises(ValueError, match="not an llmcodec eval report"):
+        EvalReport.from_json('{"model": "x"}')
+    good = dataclasses.replace(now, rows=[dataclasses.replace(now.codec, stoi=0.8, pesq_wb=2.0, wer=0.2)])
+    assert "meets the project's minimum" in status_line(good)

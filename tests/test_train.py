@@ -103,6 +103,26 @@ def test_cli_train_resume_and_export(quick_corpus, tmp_path):
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 2
     assert main([*args, "--export", str(tmp_path / "ship")]) == 0
     assert json.loads((tmp_path / "ship" / "training.json").read_text())["steps"] == 2
+    # The training curve: running means of log.csv, and held-out points from eval reports.
+    from llmcodec.eval.report import EvalReport, SystemScores
+    from llmcodec.train.curve import read_log
+    log = read_log(run / "log.csv")
+    stft = [float(r["stft"]) for r in csv.DictReader((run / "log.csv").open())]
+    steps, mean = log.running_mean("stft", 2)
+    assert list(steps) == [2] and mean[0] == pytest.approx((stft[0] + stft[1]) / 2)
+    evals = []
+    for step, stoi in ((0, 0.41), (2, 0.45)):
+        rows = [SystemScores("llmcodec tiny", "58.3 tokens/s", 1.05, stoi, 1.0, 1.1, 1.2, 1.3, ["3/4096"]),
+                SystemScores("Opus 6 kbps", "6 kbps", 2.37, 0.91, 0.13, 2.9, 3.2, 3.9)]
+        path = tmp_path / f"eval_{step}.json"
+        path.write_text(EvalReport("m", "d", 3, 5.0, 58.3, rows, 1.0, {"steps": step}).to_json())
+        evals.append(str(path))
+    png = tmp_path / "curve.png"
+    assert main([*args, "--plot", str(png), "--evals", *evals]) == 0
+    import matplotlib.image
+    assert matplotlib.image.imread(png).shape[:2] == (450, 1200)
+    assert main([*args, "--evals", *evals]) == 2  # --evals only with --plot
+    assert main([*args, "--run-dir", str(tmp_path / "nothing"), "--plot", str(png)]) == 2  # no log.csv
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
     assert main(["train", "--config", str(TINY_CI), "--data", str(quick_corpus), "--run-dir",
                  str(tmp_path / "empty"), "--export", str(tmp_path / "x")]) == 2

@@ -18,6 +18,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--model-card", action="store_true",
                    help="write MODEL_CARD.md into --model (training.json facts + this table)")
+    p.add_argument("--history", nargs="+", default=[], metavar="JSON",
+                   help="with --model-card: earlier `--json` reports of the same run on the same data, "
+                        "tabled by training step in the card")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--model-card needs --model DIR (the directory to write MODEL_CARD.md into)")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.history and not args.model_card:
+        raise ValueError("--history is for --model-card")
+    from llmcodec.eval.report import EvalReport
+    history = [EvalReport.from_json(Path(h).read_text()) for h in args.history]  # fail before the long run
     report = evaluate(args.model, args.data, limit=args.limit, opus=not args.no_opus,
                       dns=not args.no_dnsmos, threads=args.threads)
     table = report.to_markdown()
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         from llmcodec.eval.report import model_card
         from llmcodec.train.checkpoint import read_training_json
         card = Path(args.model) / "MODEL_CARD.md"
-        card.write_text(model_card(report, read_training_json(Path(args.model))))
+        card.write_text(model_card(report, read_training_json(Path(args.model)), history))
         print(f"wrote {card}")
     return 0
 

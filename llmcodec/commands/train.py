@@ -20,6 +20,11 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", metavar="DIR",
                    help="write the run's current weights as a shipping model directory (fp16) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="PNG",
+                   help="draw the run's training curve (losses from log.csv; held-out figures from "
+                        "--evals) and exit")
+    p.add_argument("--evals", nargs="+", default=[], metavar="JSON",
+                   help="with --plot: `llmcodec eval --json` reports of the run's exports")
 
 
 def build_config(args: argparse.Namespace):
@@ -36,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from llmcodec.train.trainer import Trainer
     from pathlib import Path
     cfg = build_config(args)
+    if args.evals and not args.plot:
+        raise ValueError("--evals is for --plot")
+    if args.plot:
+        from llmcodec.eval.report import EvalReport
+        from llmcodec.train.curve import plot_run
+        reports = [EvalReport.from_json(Path(e).read_text()) for e in args.evals]
+        print(f"wrote {plot_run(cfg.run_dir, args.plot, reports)}")
+        return 0
     ckpt = Path(cfg.run_dir) / "checkpoint"
     if has_training_state(ckpt) and not args.resume and not args.export:
         raise ValueError(f"{cfg.run_dir} already holds a run; pass --resume to continue it "

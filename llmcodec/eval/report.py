@@ -47,9 +47,28 @@ class EvalReport:
     tokens_per_second: float
     rows: list[SystemScores]
     wall_seconds: float
+    training: dict = field(default_factory=dict)  # the model's training.json (steps, hours, ...)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EvalReport":
+        """The inverse of ``to_json`` (reports written by ``llmcodec eval --json``)."""
+        data = json.loads(text)
+        try:
+            rows = [SystemScores(**r) for r in data.pop("rows")]
+            return cls(rows=rows, **data)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not an llmcodec eval report ({e})") from None
+
+    @property
+    def codec(self) -> SystemScores:
+        """The codec's row (the one named ``llmcodec ...``)."""
+        for r in self.rows:
+            if r.system.startswith("llmcodec"):
+                return r
+        raise ValueError(f"report of {self.model} has no llmcodec row")
 
     def to_markdown(self) -> str:
         def f(v: float, fmt: str) -> str:
@@ -144,19 +163,75 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
         total = sum(n for _, n in opus_bytes_kbps)
         kbps = sum(k * n for k, n in opus_bytes_kbps) / total
         rows.append(op.scores("Opus 6 kbps", f"6 kbps ({kbps:.1f} kbps with Ogg headers)"))
+    from ..train.checkpoint import read_training_json
+    training = read_training_json(loaded.directory)
     return EvalReport(str(loaded.directory), str(data_dir), len(files), round(seconds, 1),
-                      cfg.tokens_per_second, rows, round(time.time() - t0, 1))
+                      cfg.tokens_per_second, rows, round(time.time() - t0, 1),
+                      {k: training[k] for k in ("steps", "hours") if k in training})
 
 
-def model_card(report: EvalReport, training: dict) -> str:
-    """``MODEL_CARD.md`` for a model directory: training facts (``training.json``) and the eval table."""
+# The project's bar for a bundled default on held-out real speech (issue 6), and the paper's figures.
+MINIMUM = {"stoi": 0.72, "pesq_wb": 1.5, "wer": 0.35}
+PAPER = {"stoi": 0.82, "pesq_wb": 2.55}
+
+
+def meets_minimum(row: SystemScores) -> dict[str, bool]:
+    """Per measure: does ``row`` reach ``MINIMUM`` (WER: below it)?"""
+    return {"stoi": row.stoi >= MINIMUM["stoi"], "pesq_wb": row.pesq_wb >= MINIMUM["pesq_wb"],
+            "wer": row.wer < MINIMUM["wer"]}
+
+
+def status_line(report: EvalReport) -> str:
+    """One paragraph: the codec against the minimum, in numbers."""
+    c, ok = report.codec, meets_minimum(report.codec)
+    got = (f"STOI {c.stoi:.3f} (minimum {MINIMUM['stoi']}), PESQ-WB {c.pesq_wb:.2f} "
+           f"(minimum {MINIMUM['pesq_wb']}), WER {100 * c.wer:.1f}% (minimum: under {100 * MINIMUM['wer']:.0f}%)")
+    if all(ok.values()):
+        return f"**Status: meets the project's minimum** on held-out real speech: {got}."
+    missing = ", ".join(k.replace("_wb", "-WB").upper() for k, v in ok.items() if not v)
+    return (f"**Status: partially trained, below the project's minimum** ({missing}) on held-out real "
+            f"speech: {got}. WER above 100% means Whisper inserts words into speech it cannot understand.")
+
+
+def history_table(reports: list[EvalReport]) -> str:
+    """Markdown table of the codec's held-out figures along a training run, one row per step."""
+    def f(v: float, fmt: str) -> str:
+        return "-" if math.isnan(v) else format(v, fmt)
+    by_step: dict[int, EvalReport] = {}
+    for r in reports:
+        if (r.data, r.files) != (reports[-1].data, reports[-1].files):
+            raise ValueError(f"report of {r.model} is on {r.files} files of {r.data}, not "
+                             f"{reports[-1].files} files of {reports[-1].data}: figures would not compare")
+        by_step[int(r.training.get("steps", 0))] = r
+    lines = ["| step | hours | PESQ-WB | STOI | WER | DNSMOS OVRL | codebook usage (L1, L2, L3) |",
+             "|---|---|---|---|---|---|---|"]
+    for step in sorted(by_step):
+        r = by_step[step]
+        c = r.codec
+        usage = ", ".join(u.split("/")[0] for u in c.codebook_usage) or "-"
+        lines.append(f"| {step} | {float(r.training.get('hours', 0)):.1f} | {f(c.pesq_wb, '.2f')} | "
+                     f"{f(c.stoi, '.3f')} | {f(100 * c.wer, '.1f')}% | {f(c.dnsmos_ovrl, '.2f')} | {usage} |")
+    return "\n".join(lines) + "\n"
+
+
+def model_card(report: EvalReport, training: dict, history: list[EvalReport] = ()) -> str:
+    """``MODEL_CARD.md`` for a model directory: status against the minimum, training facts
+    (``training.json``), the eval table, and (with ``history``: earlier reports of the same
+    run on the same data) the held-out figures along the run."""
     steps, hours = training.get("steps", "unknown"), training.get("hours", "unknown")
+    along = []
+    if history:
+        along = ["Held-out figures along the run (same files, `llmcodec eval`):", "",
+                 history_table([*history, report])]
     return "\n".join([
         "# llmcodec model card",
         "",
         "A causal, streaming LLM-Codec (UniAudio 1.5 recipe): 16 kHz audio <-> SmolLM2-135M token ids,",
         "3 levels (whole words, then the full vocabulary twice) at 8.3 / 16.7 / 33.3 tokens/s.",
         "",
+        status_line(report) + f" The paper's model: STOI {PAPER['stoi']}, PESQ {PAPER['pesq_wb']}.",
+        "",
+        *along,
         "## Training",
         f"- Steps: {steps}; hours of training: {hours} (CPU unless stated)",
         f"- Recipe: `{training.get('config', '?')}` (configs/train_{training.get('config', 'small')}.json), "
