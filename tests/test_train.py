@@ -123,6 +123,12 @@ def test_cli_train_resume_and_export(quick_corpus, tmp_path):
     assert matplotlib.image.imread(png).shape[:2] == (450, 1200)
     assert main([*args, "--evals", *evals]) == 2  # --evals only with --plot
     assert main([*args, "--run-dir", str(tmp_path / "nothing"), "--plot", str(png)]) == 2  # no log.csv
+    # A final anneal: the learning rate falls linearly to zero over the last N steps before --steps.
+    assert main([*args, "--steps", "5", "--resume", "--anneal-steps", "9"]) == 2  # more than --steps
+    assert main([*args, "--steps", "5", "--resume", "--anneal-steps", "2"]) == 0
+    lrs = [float(r["lr"]) for r in csv.DictReader((run / "log.csv").open())]
+    assert len(lrs) == 5 and lrs[3] == pytest.approx(lrs[2], rel=1e-2)
+    assert lrs[4] == pytest.approx(lrs[2] / 2, rel=1e-2)
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
     assert main(["train", "--config", str(TINY_CI), "--data", str(quick_corpus), "--run-dir",
                  str(tmp_path / "empty"), "--export", str(tmp_path / "x")]) == 2

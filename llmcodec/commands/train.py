@@ -14,6 +14,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="corpus directory (overrides the config)")
     p.add_argument("--run-dir", help="run directory (overrides the config)")
     p.add_argument("--steps", type=int, help="train until this step (overrides the config)")
+    p.add_argument("--anneal-steps", type=int,
+                   help="decay the learning rate linearly towards zero over the last N steps before "
+                        "--steps (overrides the config; for a shipping branch of a run)")
     p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
     p.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
     p.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
@@ -31,7 +34,8 @@ def build_config(args: argparse.Namespace):
     from llmcodec.train.config import TrainConfig
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     changes = {k: v for k, v in {"data": args.data, "run_dir": args.run_dir, "steps": args.steps,
-                                 "device": args.device, "threads": args.threads}.items() if v is not None}
+                                 "device": args.device, "threads": args.threads,
+                                 "anneal_steps": args.anneal_steps}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **changes)
     return cfg
 

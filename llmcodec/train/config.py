@@ -37,6 +37,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     lr_gamma: float = 0.999
     lr_decay_every: int = 200  # steps per decay ("epoch")
+    # Final anneal: over the last ``anneal_steps`` steps before ``steps`` the learning rate falls
+    # linearly towards zero (0: none). For shipping a branch of a long run (docs/TRAINING.md).
+    anneal_steps: int = 0
     grad_clip: float | None = 100.0
     # Reconstruction-only warm-up: no discriminator before this step.
     warmup_steps: int = 3000
@@ -73,6 +76,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "lr_decay_every", "threads", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.anneal_steps <= self.steps:
+            raise ValueError(f"anneal_steps must be between 0 and steps ({self.steps}), got {self.anneal_steps}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
 

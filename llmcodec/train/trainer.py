@@ -50,6 +50,7 @@ class StepResult:
     step: int
     losses: dict[str, float]
     seconds: float
+    lr: float  # the learning rate of this step
 
 
 def _codebooks_for(model: LLMCodec) -> list[Tensor]:
@@ -126,8 +127,13 @@ class Trainer:
         return {"g": self.opt_g, "d": self.opt_d}
 
     def lr(self) -> float:
-        """Exponential decay: ``lr * gamma ** (step // lr_decay_every)``."""
-        return self.cfg.lr * self.cfg.lr_gamma ** (self.step // self.cfg.lr_decay_every)
+        """Exponential decay, ``lr * gamma ** (step // lr_decay_every)``, times the final anneal's
+        linear ramp ``(steps - step) / anneal_steps`` over the last ``anneal_steps`` steps."""
+        cfg = self.cfg
+        lr = cfg.lr * cfg.lr_gamma ** (self.step // cfg.lr_decay_every)
+        if cfg.anneal_steps:
+            lr *= min(1.0, max(0.0, (cfg.steps - self.step) / cfg.anneal_steps))
+        return lr
 
     def resume(self) -> bool:
         """Load ``run_dir/checkpoint`` if there is one; returns whether it did."""
@@ -205,10 +211,10 @@ class Trainer:
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
     def train_step(self) -> StepResult:
-        cfg, t0 = self.cfg, time.perf_counter()
+        cfg, t0, lr = self.cfg, time.perf_counter(), self.lr()
         for opt in (self.opt_g, self.opt_d):
             for g in opt.param_groups:
-                g["lr"] = self.lr()
+                g["lr"] = lr
         batch = self.sampler.batch(self.step)
         x = batch.audio.to(self.device)
         gan = self.step >= cfg.warmup_steps and (cfg.w_adv > 0 or cfg.w_fm > 0)
@@ -247,7 +253,7 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.elapsed += dt
-        return StepResult(self.step, {k: float(v.detach()) for k, v in losses.items()}, dt)
+        return StepResult(self.step, {k: float(v.detach()) for k, v in losses.items()}, dt, lr)
 
     # ---- the loop --------------------------------------------------------------
     def _log_path(self) -> Path:
@@ -289,7 +295,7 @@ class Trainer:
                     raise
                 results.append(r)
                 if r.step % self.cfg.log_every == 0:
-                    writer.writerow({"step": r.step, "seconds": round(r.seconds, 3), "lr": f"{self.lr():.3e}",
+                    writer.writerow({"step": r.step, "seconds": round(r.seconds, 3), "lr": f"{r.lr:.3e}",
                                      **{k: f"{r.losses[k]:.5f}" if k in r.losses else "" for k in LOSS_NAMES}})
                     f.flush()
                 bar.update(1)
