@@ -97,7 +97,8 @@ def test_model_card(quick_corpus, tiny_model_dir):
     assert again.to_json() == rep.to_json() and again.codec.system == "llmcodec tiny"
     earlier = dataclasses.replace(EvalReport.from_json(rep.to_json()), training={"steps": 10, "hours": 0.1})
     now = dataclasses.replace(rep, training={"steps": 20, "hours": 0.2})
-    card = model_card(now, {"steps": 20}, [earlier])
+    card = model_card(now, {"steps": 20, "anneal_steps": 5}, [earlier])
+    assert "annealed linearly towards zero over the last 5 steps" in card
     lines = [ln for ln in card.splitlines() if ln.startswith(("| 10 |", "| 20 |"))]
     assert [ln.split(" | ")[0] for ln in lines] == ["| 10", "| 20"]
     assert f"{now.codec.stoi:.3f}" in lines[1]

@@ -129,6 +129,7 @@ def test_cli_train_resume_and_export(quick_corpus, tmp_path):
     lrs = [float(r["lr"]) for r in csv.DictReader((run / "log.csv").open())]
     assert len(lrs) == 5 and lrs[3] == pytest.approx(lrs[2], rel=1e-2)
     assert lrs[4] == pytest.approx(lrs[2] / 2, rel=1e-2)
+    assert json.loads((run / "model" / "training.json").read_text())["anneal_steps"] == 2
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
     assert main(["train", "--config", str(TINY_CI), "--data", str(quick_corpus), "--run-dir",
                  str(tmp_path / "empty"), "--export", str(tmp_path / "x")]) == 2

@@ -236,6 +236,8 @@ def model_card(report: EvalReport, training: dict, history: list[EvalReport] = (
         f"- Steps: {steps}; hours of training: {hours} (CPU unless stated)",
         f"- Recipe: `{training.get('config', '?')}` (configs/train_{training.get('config', 'small')}.json), "
         f"segments {training.get('segment_seconds', '?')} s, batch {training.get('batch_size', '?')}",
+        *([f"- Learning rate annealed linearly towards zero over the last {training['anneal_steps']} steps "
+           "(a shipping branch of the run; docs/TRAINING.md)"] if training.get("anneal_steps") else []),
         f"- Data: {training.get('data', 'unknown')}",
         "  (Debian asterisk-core-sounds en/es/fr prompts, Piper joe-us speech of fortunes and WordNet",
         "  sentences, asterisk-moh-opsound music, freedesktop/sound-icons event sounds; the fixed",

@@ -160,6 +160,8 @@ class Trainer:
         training = {"steps": self.step, "hours": round(self.elapsed / 3600, 3), "config": self.cfg.name,
                     "segment_seconds": self.cfg.segment_seconds, "batch_size": self.cfg.batch_size,
                     "data": self.corpus.summary()}
+        if self.cfg.anneal_steps:
+            training["anneal_steps"] = self.cfg.anneal_steps
         return export_model(self.model, directory, training)
 
     # ---- one step ------------------------------------------------------------
