@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     log_file = open(args.log, "w", encoding="utf-8") if args.log else None
     try:
         evaluate(settings, args.episodes, args.seed, coder, llm, progress=progress,
-                           log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
+                 log=(lambda rec: log_file.write(json.dumps(rec) + "\n")) if log_file else None)
     finally:
         if log_file:
             log_file.close()

@@ -25,6 +25,11 @@ from .baselines import Transcriber, opus_roundtrip
 AUDIO_EXT = (".wav", ".flac", ".ogg")
 
 
+def _fmt(v: float | None, fmt: str) -> str:
+    """A table cell: ``-`` for a missing (None or NaN) figure."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
 @dataclass(frozen=True)
 class SystemScores:
     system: str
@@ -71,8 +76,7 @@ class EvalReport:
         raise ValueError(f"report of {self.model} has no llmcodec row")
 
     def to_markdown(self) -> str:
-        def f(v: float, fmt: str) -> str:
-            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+        f = _fmt
         lines = [f"Held-out set `{self.data}`: {self.files} files, {self.seconds:.0f} s. Model `{self.model}`.",
                  "",
                  "| system | rate | PESQ-WB | STOI | WER | DNSMOS OVRL | SIG | BAK | codebook usage |",
@@ -195,8 +199,7 @@ def status_line(report: EvalReport) -> str:
 
 def history_table(reports: list[EvalReport]) -> str:
     """Markdown table of the codec's held-out figures along a training run, one row per step."""
-    def f(v: float, fmt: str) -> str:
-        return "-" if math.isnan(v) else format(v, fmt)
+    f = _fmt
     by_step: dict[int, EvalReport] = {}
     for r in reports:
         if (r.data, r.files) != (reports[-1].data, reports[-1].files):
