@@ -68,6 +68,13 @@ def test_evaluate_report(quick_corpus, tiny_model_dir):
     md = rep.to_markdown()
     assert "| Opus 6 kbps |" in md and "PESQ-WB" in md
     assert json.loads(rep.to_json())["rows"][1]["system"] == "llmcodec tiny"
+    # Per file: what Whisper heard; the codec's per-file scores average to its row.
+    assert [f.name for f in rep.per_file] == sorted(f.name for f in rep.per_file) and len(rep.per_file) == 3
+    assert all(f.reference and f.heard_original and f.heard_opus is not None for f in rep.per_file)
+    assert np.mean([f.stoi for f in rep.per_file]) == pytest.approx(codec.stoi)
+    table = rep.transcripts_markdown(2)
+    assert len(table.splitlines()) == 4 and rep.per_file[0].reference.replace("|", "/") in table
+    assert "Whisper on Opus 6 kbps" in table
 
 
 def test_cli_eval(quick_corpus, tiny_model_dir, tmp_path, capsys):
@@ -80,6 +87,7 @@ def test_cli_eval(quick_corpus, tiny_model_dir, tmp_path, capsys):
     assert data["files"] == 1 and len(data["rows"]) == 3
     assert all(1.0 <= r["dnsmos_ovrl"] <= 5.0 for r in data["rows"])
     assert "| llmcodec tiny |" in capsys.readouterr().out
+    assert "Whisper on llmcodec" in (tmp_path / "eval.md").read_text()
     assert main(["eval", "--data", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert main(["eval", "--data", str(quick_corpus / "heldout" / "en"), "--model-card"]) == 2
@@ -92,9 +100,14 @@ def test_model_card(quick_corpus, tiny_model_dir):
     card = model_card(rep, {"steps": 1234, "hours": 5.5, "config": "small", "data": "524 tracks"})
     assert "Steps: 1234" in card and "hours of training: 5.5" in card and "| llmcodec tiny |" in card
     assert "below the project's minimum" in card and "STOI" in card.split("minimum")[1]
+    assert "## What Whisper tiny.en hears" in card and "Whisper on Opus" not in card  # opus=False
     # Reports survive their JSON; earlier reports of the run become the card's table by step.
     again = EvalReport.from_json(rep.to_json())
     assert again.to_json() == rep.to_json() and again.codec.system == "llmcodec tiny"
+    assert again.per_file == rep.per_file
+    old = json.loads(rep.to_json())
+    del old["per_file"]  # reports written before per-file results still load
+    assert EvalReport.from_json(json.dumps(old)).per_file == []
     earlier = dataclasses.replace(EvalReport.from_json(rep.to_json()), training={"steps": 10, "hours": 0.1})
     now = dataclasses.replace(rep, training={"steps": 20, "hours": 0.2})
     card = model_card(now, {"steps": 20, "anneal_steps": 5}, [earlier])

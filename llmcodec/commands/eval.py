@@ -15,7 +15,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
     p.add_argument("--threads", type=int, default=2, help="threads for Whisper")
     p.add_argument("--json", help="also write the report as JSON to this file")
-    p.add_argument("--markdown", help="also write the table as Markdown to this file")
+    p.add_argument("--markdown", help="also write the table, and what Whisper heard in the first files, "
+                                      "as Markdown to this file")
     p.add_argument("--model-card", action="store_true",
                    help="write MODEL_CARD.md into --model (training.json facts + this table)")
     p.add_argument("--history", nargs="+", default=[], metavar="JSON",
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(report.to_json() + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        Path(args.markdown).write_text(table + "\n" + report.transcripts_markdown())
     if args.model_card:
         from llmcodec.eval.report import model_card
         from llmcodec.train.checkpoint import read_training_json

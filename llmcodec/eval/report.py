@@ -44,6 +44,18 @@ class SystemScores:
 
 
 @dataclass(frozen=True)
+class FileResult:
+    """One held-out file: what Whisper heard in the original, the codec's and Opus's output."""
+    name: str
+    reference: str  # the transcript (or Whisper's transcript of the original when there is none)
+    heard_original: str
+    heard_codec: str
+    heard_opus: str | None
+    pesq_wb: float  # the codec's
+    stoi: float
+
+
+@dataclass(frozen=True)
 class EvalReport:
     model: str
     data: str
@@ -53,6 +65,7 @@ class EvalReport:
     rows: list[SystemScores]
     wall_seconds: float
     training: dict = field(default_factory=dict)  # the model's training.json (steps, hours, ...)
+    per_file: list[FileResult] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -63,7 +76,8 @@ class EvalReport:
         data = json.loads(text)
         try:
             rows = [SystemScores(**r) for r in data.pop("rows")]
-            return cls(rows=rows, **data)
+            per_file = [FileResult(**r) for r in data.pop("per_file", [])]
+            return cls(rows=rows, per_file=per_file, **data)
         except (KeyError, TypeError) as e:
             raise ValueError(f"not an llmcodec eval report ({e})") from None
 
@@ -85,6 +99,23 @@ class EvalReport:
             lines.append(f"| {r.system} | {r.rate} | {f(r.pesq_wb, '.2f')} | {f(r.stoi, '.3f')} | "
                          f"{f(100 * r.wer, '.1f')}% | {f(r.dnsmos_ovrl, '.2f')} | {f(r.dnsmos_sig, '.2f')} | "
                          f"{f(r.dnsmos_bak, '.2f')} | {', '.join(r.codebook_usage) or '-'} |")
+        return "\n".join(lines) + "\n"
+
+    def transcripts_markdown(self, n: int = 8) -> str:
+        """The first ``n`` files: the reference and what Whisper tiny.en heard in each system."""
+        if not self.per_file:
+            return ""
+        opus = any(r.heard_opus is not None for r in self.per_file)
+
+        def cell(text: str | None) -> str:
+            return (text or "(nothing)").replace("|", "/")
+
+        head = "| file | reference | Whisper on llmcodec | PESQ-WB / STOI |"
+        lines = [head + (" Whisper on Opus 6 kbps |" if opus else ""), "|---|---|---|---|" + ("---|" if opus else "")]
+        for r in self.per_file[:n]:
+            lines.append(f"| {r.name} | {cell(r.reference)} | {cell(r.heard_codec)} | "
+                         f"{_fmt(r.pesq_wb, '.2f')} / {_fmt(r.stoi, '.2f')} |"
+                         + (f" {cell(r.heard_opus)} |" if opus else ""))
         return "\n".join(lines) + "\n"
 
 
@@ -111,6 +142,7 @@ class _Acc:
         self.pesq, self.stoi, self.mos, self.edits, self.words = [], [], [], 0, 0
 
     def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str, hyp: str, dns: bool) -> None:
+        """Score one file; the last file's PESQ-WB and STOI are ``pesq[-1]``, ``stoi[-1]``."""
         if deg is not None:
             self.pesq.append(metrics.pesq_wb(ref, deg))
             self.stoi.append(metrics.stoi(ref, deg))
@@ -142,7 +174,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
     asr = Transcriber(threads)
     used = [set() for _ in range(cfg.num_levels)]
     orig, codec, op = _Acc(), _Acc(), _Acc()
-    seconds, opus_bytes_kbps = 0.0, []
+    seconds, opus_bytes_kbps, per_file = 0.0, [], []
     for path, text in tqdm(files, desc="eval", unit="file", disable=not progress):
         ref, _ = load_audio(path, cfg.sample_rate)
         seconds += ref.size / cfg.sample_rate
@@ -154,11 +186,15 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
             rec = model.decode(enc.codes, enc.num_samples)[0].numpy()
         for s, c in zip(used, enc.codes):
             s.update(c.flatten().tolist())
-        codec.add(ref, rec, reference, asr.transcribe(rec), dns)
+        heard_codec, heard_opus = asr.transcribe(rec), None
+        codec.add(ref, rec, reference, heard_codec, dns)
         if opus:
             o, kbps = opus_roundtrip(ref, cfg.sample_rate)
             opus_bytes_kbps.append((kbps, ref.size))
-            op.add(ref, o, reference, asr.transcribe(o), dns)
+            heard_opus = asr.transcribe(o)
+            op.add(ref, o, reference, heard_opus, dns)
+        per_file.append(FileResult(path.name, reference, hyp_orig, heard_codec, heard_opus,
+                                   codec.pesq[-1], codec.stoi[-1]))
     bits = sum(math.log2(k) * (cfg.sample_rate / (cfg.hop * s)) for k, s in zip(cfg.level_sizes, cfg.vq_strides))
     rows = [orig.scores("original (16 kHz PCM)", "256 kbps"),
             codec.scores(f"llmcodec {cfg.name}", f"{cfg.tokens_per_second:.1f} tokens/s ({bits / 1000:.2f} kbps)",
@@ -171,7 +207,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
     training = read_training_json(loaded.directory)
     return EvalReport(str(loaded.directory), str(data_dir), len(files), round(seconds, 1),
                       cfg.tokens_per_second, rows, round(time.time() - t0, 1),
-                      {k: training[k] for k in ("steps", "hours") if k in training})
+                      {k: training[k] for k in ("steps", "hours") if k in training}, per_file)
 
 
 # The project's bar for a bundled default on held-out real speech (issue 6), and the paper's figures.
@@ -250,4 +286,7 @@ def model_card(report: EvalReport, training: dict, history: list[EvalReport] = (
         "## Held-out evaluation (`llmcodec eval`)",
         "",
         report.to_markdown(),
+        *(["## What Whisper tiny.en hears", "",
+           "The first held-out files: their transcript and Whisper's transcript of each system's output.", "",
+           report.transcripts_markdown()] if report.per_file else []),
     ])
