@@ -141,15 +141,19 @@ class _Acc:
     def __init__(self):
         self.pesq, self.stoi, self.mos, self.edits, self.words = [], [], [], 0, 0
 
-    def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str, hyp: str, dns: bool) -> None:
-        """Score one file; the last file's PESQ-WB and STOI are ``pesq[-1]``, ``stoi[-1]``."""
+    def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str, hyp: str,
+            dns: bool) -> tuple[float, float]:
+        """Score one file; returns its PESQ-WB and STOI (NaN for the original)."""
+        pesq = stoi = math.nan
         if deg is not None:
-            self.pesq.append(metrics.pesq_wb(ref, deg))
-            self.stoi.append(metrics.stoi(ref, deg))
+            pesq, stoi = metrics.pesq_wb(ref, deg), metrics.stoi(ref, deg)
+            self.pesq.append(pesq)
+            self.stoi.append(stoi)
         e, n = metrics.word_errors(reference, hyp)
         self.edits, self.words = self.edits + e, self.words + n
         if dns:
             self.mos.append(metrics.dnsmos(ref if deg is None else deg))
+        return pesq, stoi
 
     def scores(self, system: str, rate: str, usage: list[str] | None = None) -> SystemScores:
         def mean(xs):
@@ -187,14 +191,13 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
         for s, c in zip(used, enc.codes):
             s.update(c.flatten().tolist())
         heard_codec, heard_opus = asr.transcribe(rec), None
-        codec.add(ref, rec, reference, heard_codec, dns)
+        pesq, stoi = codec.add(ref, rec, reference, heard_codec, dns)
         if opus:
             o, kbps = opus_roundtrip(ref, cfg.sample_rate)
             opus_bytes_kbps.append((kbps, ref.size))
             heard_opus = asr.transcribe(o)
             op.add(ref, o, reference, heard_opus, dns)
-        per_file.append(FileResult(path.name, reference, hyp_orig, heard_codec, heard_opus,
-                                   codec.pesq[-1], codec.stoi[-1]))
+        per_file.append(FileResult(path.name, reference, hyp_orig, heard_codec, heard_opus, pesq, stoi))
     bits = sum(math.log2(k) * (cfg.sample_rate / (cfg.hop * s)) for k, s in zip(cfg.level_sizes, cfg.vq_strides))
     rows = [orig.scores("original (16 kHz PCM)", "256 kbps"),
             codec.scores(f"llmcodec {cfg.name}", f"{cfg.tokens_per_second:.1f} tokens/s ({bits / 1000:.2f} kbps)",
