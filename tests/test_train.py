@@ -31,6 +31,8 @@ def test_configs_load_and_validate():
     assert small == TrainConfig()  # the file spells out the built-in defaults
     assert small.segment_samples % 1920 == 0 and small.w_fm == 20.0 and small.betas == (0.8, 0.99)
     assert TrainConfig.load(ROOT / "configs" / "train_small_gpu.json").device == "cuda"
+    asr = TrainConfig.load(ROOT / "configs" / "train_small_asr.json")
+    assert asr.w_asr > 0 and asr.codec_config() == small.codec_config() and small.w_asr == 0
     with pytest.raises(ValueError, match="whole number"):
         TrainConfig(segment_seconds=1.0)
     with pytest.raises(ValueError, match="unknown training config keys"):
@@ -39,14 +41,14 @@ def test_configs_load_and_validate():
 
 def test_losses_decrease_on_a_fixed_seed(quick_corpus, tmp_path):
     from llmcodec.train.trainer import CSV_FIELDS, Trainer
-    cfg = _cfg(quick_corpus, tmp_path / "run")
+    cfg = _cfg(quick_corpus, tmp_path / "run", w_asr=10.0)
     trainer = Trainer(cfg, log=lambda s: None)
     before = trainer.measure()
     results = trainer.fit(progress=False)
     after = trainer.measure()
     assert len(results) == cfg.steps == trainer.step
     # Real losses on the same fixed batch, before vs after the steps.
-    for name in ("stft", "subband", "semantic", "consistency", "total"):
+    for name in ("stft", "subband", "semantic", "consistency", "asr", "total"):
         assert after[name] < before[name], (name, before[name], after[name])
     # The GAN starts after the warm-up, and every loss is logged for every step.
     assert "adv" not in results[cfg.warmup_steps - 1].losses

@@ -52,6 +52,7 @@ class TrainConfig:
     w_codebook: float = 1.0
     w_semantic: float = 1.0
     w_consistency: float = 1.0
+    w_asr: float = 0.0  # Whisper-encoder intelligibility loss (asr_loss.py); not in the reference
     stft_ffts: tuple[int, ...] = (512, 1024, 2048)
     subbands: int = 6
     subband_ffts: tuple[int, ...] = (128, 256, 512)

@@ -6,7 +6,7 @@ One step (``Trainer.train_step``):
 2. a generator update on
    ``w_stft * MS-STFT + w_subband * sub-band STFT + w_commit * commitment
    + w_codebook * codebook + w_semantic * semantic + w_consistency * consistency
-   (+ w_adv * LSGAN + w_fm * feature matching after the warm-up)``;
+   + w_asr * asr (``asr_loss.py``; 0 in the reference recipe) (+ w_adv * LSGAN + w_fm * feature matching after the warm-up)``;
 3. after the reconstruction-only warm-up: a least-squares discriminator update
    on real vs generated (detached) audio.
 
@@ -40,8 +40,8 @@ from .discriminator import MultiFrequencyDiscriminator
 from .losses import (MultiScaleSTFTLoss, SubBandSTFTLoss, TeacherHeads, feature_matching, lsgan_d_loss,
                      lsgan_g_loss)
 
-LOSS_NAMES = ("total", "stft", "subband", "commit", "codebook", "semantic", "consistency", "adv", "fm",
-              "disc")
+LOSS_NAMES = ("total", "stft", "subband", "commit", "codebook", "semantic", "consistency", "asr", "adv",
+              "fm", "disc")
 CSV_FIELDS = ("step", "seconds", "lr", *LOSS_NAMES)
 
 
@@ -95,6 +95,10 @@ class Trainer:
                                                 self.model.cfg.sample_rate).to(self.device)
         self.stft_loss = MultiScaleSTFTLoss(cfg.stft_ffts).to(self.device)
         self.subband_loss = SubBandSTFTLoss(cfg.subbands, cfg.subband_ffts).to(self.device)
+        self.asr_loss = None
+        if cfg.w_asr > 0:
+            from .asr_loss import ASRLoss
+            self.asr_loss = ASRLoss().to(self.device)
 
         g_params = [p for p in self.model.parameters() if p.requires_grad] + list(self.heads.parameters())
         kw = dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -201,6 +205,9 @@ class Trainer:
             losses["consistency"] = self.heads.consistency_loss(q.levels[1].float(),
                                                                 batch.whisper.to(self.device), spf)
             total = total + cfg.w_consistency * losses["consistency"]
+        if self.asr_loss is not None:
+            losses["asr"] = self.asr_loss(y, x)
+            total = total + cfg.w_asr * losses["asr"]
         losses["total"] = total
         return losses
 
@@ -310,7 +317,7 @@ class Trainer:
                     if not progress:
                         recent = results[-50:]
                         mean = {k: sum(r.losses[k] for r in recent) / len(recent)
-                                for k in ("total", "stft", "semantic", "consistency", "adv", "fm", "disc")
+                                for k in ("total", "stft", "semantic", "consistency", "asr", "adv", "fm", "disc")
                                 if all(k in r.losses for r in recent)}
                         self.log(f"step {self.step}: checkpoint; last {len(recent)} steps "
                                  f"{sum(r.seconds for r in recent) / len(recent):.2f} s/step, "
