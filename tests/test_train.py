@@ -122,7 +122,7 @@ def test_cli_train_resume_and_export(quick_corpus, tmp_path):
     png = tmp_path / "curve.png"
     assert main([*args, "--plot", str(png), "--evals", *evals]) == 0
     import matplotlib.image
-    assert matplotlib.image.imread(png).shape[:2] == (450, 1200)
+    assert matplotlib.image.imread(png).shape[:2] == (450, 1700)  # losses, STOI/PESQ-WB, WER
     assert main([*args, "--evals", *evals]) == 2  # --evals only with --plot
     assert main([*args, "--run-dir", str(tmp_path / "nothing"), "--plot", str(png)]) == 2  # no log.csv
     # A final anneal: the learning rate falls linearly to zero over the last N steps before --steps.

@@ -284,7 +284,8 @@ def model_card(report: EvalReport, training: dict, history: list[EvalReport] = (
         "  (Debian asterisk-core-sounds en/es/fr prompts, Piper joe-us speech of fortunes and WordNet",
         "  sentences, asterisk-moh-opsound music, freedesktop/sound-icons event sounds; the fixed",
         "  held-out prompts are never trained on)",
-        "- Continue training: `llmcodec train --resume` (docs/TRAINING.md)",
+        f"- Continue training: `llmcodec train --config configs/train_{training.get('config', 'small')}.json "
+        "--resume` (docs/TRAINING.md)",
         "",
         "## Held-out evaluation (`llmcodec eval`)",
         "",

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..eval.report import MINIMUM, EvalReport
 
-CURVES = ("stft", "subband", "semantic", "consistency", "adv", "disc", "fm", "commit")
+CURVES = ("stft", "subband", "semantic", "consistency", "asr", "adv", "disc", "fm", "commit")
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,13 @@ def read_log(path: str | Path) -> LossLog:
 
 def plot_run(run_dir: str | Path, out_png: str | Path, reports: list[EvalReport] = (),
              window: int = 200) -> Path:
-    """Write the two-panel training curve of ``run_dir`` to ``out_png``; returns the path."""
+    """Write the three-panel training curve of ``run_dir`` to ``out_png``; returns the path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     log = read_log(Path(run_dir) / "log.csv")
-    fig, (ax_l, ax_e) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_l, ax_e, ax_w) = plt.subplots(1, 3, figsize=(17, 4.5))
     for name in CURVES:
         if name in log.losses:
             x, y = log.running_mean(name, window)
@@ -92,11 +92,22 @@ def plot_run(run_dir: str | Path, out_png: str | Path, reports: list[EvalReport]
         h2, l2 = ax_p.get_legend_handles_labels()
         ax_e.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower right")
         ax_e.set_title(f"held-out real speech ({pts[-1][1].files} files, `llmcodec eval`)")
+        ax_w.plot(steps, [100 * r.codec.wer for _, r in pts], "o-", color="C2", label="WER (Whisper tiny.en)")
+        ax_w.axhline(100 * MINIMUM["wer"], color="C2", ls=":", label=f"WER maximum {100 * MINIMUM['wer']:.0f}%")
+        if opus:
+            ax_w.axhline(100 * opus[-1].wer, color="C2", ls="--", alpha=0.5,
+                         label=f"Opus 6 kbps WER {100 * opus[-1].wer:.1f}%")
+        ax_w.set_ylim(0, min(150, max(100, 105 * max(r.codec.wer for _, r in pts))))
+        ax_w.legend(fontsize=8, loc="upper right")
     else:
         ax_e.set_title("held-out figures: none given (llmcodec eval --json)")
     ax_e.set_xlabel("step")
     ax_e.set_ylabel("STOI")
     ax_e.grid(alpha=0.3)
+    ax_w.set_xlabel("step")
+    ax_w.set_ylabel("WER %")
+    ax_w.set_title("intelligibility: word error rate of Whisper tiny.en")
+    ax_w.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
