@@ -131,10 +131,13 @@ class WhisperEncoder(nn.Module):
     def hidden(self, audio: Tensor, floor: Tensor | None = None) -> list[Tensor]:
         """``[B, T] -> [conv output, layer 1..4]``, each ``[B, ceil(T / 320), 384]`` (the last one
         before the final layer norm; ``encode`` applies it)."""
-        mel, _ = self.log_mel(audio, floor)
+        return self.hidden_from_mel(self.log_mel(audio, floor)[0])
+
+    def hidden_from_mel(self, mel: Tensor) -> list[Tensor]:
+        """``hidden`` from a log-mel ``[B, 80, F]`` (``log_mel``'s first output)."""
         x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
         if x.shape[1] > MAX_POS:
-            raise ValueError(f"Whisper's encoder takes at most 30 s; got {audio.shape[-1]} samples")
+            raise ValueError(f"Whisper's encoder takes at most 30 s; got {mel.shape[-1] * HOP} samples")
         x = x + self.pos[:x.shape[1]]
         out = [x]
         for layer in self.layers:
@@ -156,8 +159,8 @@ class ASRLoss(nn.Module):
 
     def forward(self, y: Tensor, x: Tensor) -> Tensor:
         with torch.no_grad():
-            _, floor = self.encoder.log_mel(x.flatten(1))
-            ref = self.encoder.hidden(x.flatten(1), floor)
+            mel, floor = self.encoder.log_mel(x.flatten(1))
+            ref = self.encoder.hidden_from_mel(mel)
         out = self.encoder.hidden(y.flatten(1), floor)
         return torch.stack([(o - r).abs().mean() / r.abs().mean().clamp(min=1e-6)
                             for o, r in zip(out, ref)]).mean()
