@@ -45,6 +45,7 @@ from llmcodec.checkpoint import LoadedCodec, load_model
 from llmcodec.model import LLMCodec
 from llmcodec.state import StreamState
 
+from .int8 import quantize_int8
 from .metadata import (CONFIG_FILE, EXPORT_VERSION, FORMAT, LATENT_NAME, MANIFEST_FILE, OUT_SUFFIX,
                        PCM_NAME, TOKENIZER_FILE, VOCAB_FILE, GraphInfo, codes_names, onnx_file)
 
@@ -227,7 +228,7 @@ def export_graph(model: LLMCodec, graph: str, path: str | Path, *, opset: int = 
     return "legacy"
 
 
-# ---- int8 -----------------------------------------------------------------------------
+# ---- the quantizer's nodes (kept float32 in int8 graphs) -------------------------------
 def quantizer_nodes(path: str | Path) -> list[str]:
     """Names of the nodes inside the quantizer module (search, table lookups).
 
@@ -243,31 +244,6 @@ def quantizer_nodes(path: str | Path) -> list[str]:
                 or f"/{QUANTIZER_SCOPE}/" in n.name:
             out.append(n.name)
     return out
-
-
-def quantize_int8(src: str | Path, dst: str | Path, *, keep_search_fp32: bool = True) -> Path:
-    """Dynamic int8 quantization (weights int8 per output channel, activations
-    quantized per call) of the MatMuls, for CPU.
-
-    Measured on the default model (1 thread): quantizing Conv too is slower
-    (ConvInteger on depthwise kernels) and loses more tokens, so the
-    convolutions stay float32. ``keep_search_fp32`` leaves the quantizer
-    (cosine search over up to 49152 codes, table lookups) in float32: int8
-    tables blur near-ties.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    exclude = quantizer_nodes(src) if keep_search_fp32 else []
-    dst = Path(dst)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude)
-    # quantize_dynamic keeps metadata_props; record the variant.
-    m = onnx.load(str(dst))
-    props = {p.key: p.value for p in m.metadata_props}
-    props.update(variant="int8", int8_excluded_nodes=str(len(exclude)))
-    onnx.helper.set_model_props(m, props)
-    onnx.save(m, str(dst))
-    return dst
 
 
 # ---- a whole directory -------------------------------------------------------------
@@ -310,7 +286,10 @@ def export_model(model: LLMCodec | LoadedCodec | str | Path | None, out_dir: str
             if g == "quantizer":
                 continue  # the search stays float32
             t0 = time.perf_counter()
-            files[f"{g}.int8"] = quantize_int8(files[g], out / onnx_file(g, "int8"))
+            # the search (cosine over up to 49152 codes, table lookups) stays float32:
+            # int8 tables blur near-ties. See export/int8.py for the weight settings.
+            files[f"{g}.int8"] = quantize_int8(files[g], out / onnx_file(g, "int8"),
+                                               exclude=quantizer_nodes(files[g]))
             seconds[f"{g}.int8"] = time.perf_counter() - t0
     net.cfg.save(out / CONFIG_FILE)
     src = _vocab_source(loaded) if loaded else None
@@ -330,5 +309,5 @@ def export_model(model: LLMCodec | LoadedCodec | str | Path | None, out_dir: str
 
 
 __all__ = ["DecoderStep", "EncoderStep", "ExportResult", "QuantizerStep", "export_graph",
-           "export_model", "graph_info", "quantize_int8", "quantizer_nodes",
+           "export_model", "graph_info", "quantizer_nodes",
            "LATENT_NAME", "PCM_NAME", "OUT_SUFFIX", "codes_names"]

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from export.int8 import Int8Settings, int8_fault, this_cpu
 from export.metadata import (TENSORRT_DIR, TOKENIZER_FILE, VOCAB_FILE, GraphInfo,
                              onnx_file, read_manifest)
 
@@ -35,7 +36,8 @@ def facts_from_info(info: GraphInfo) -> ModelFacts:
 class OnnxBackend:
     """``Backend`` over ONNX Runtime sessions of ``encoder.onnx`` and ``decoder.onnx``.
 
-    ``variant="int8"`` runs the dynamically quantized CPU graphs.
+    ``variant="int8"`` runs the dynamically quantized CPU graphs; graphs whose recorded
+    quantization settings give wrong results on this CPU are refused (``export/int8.py``).
     ``threads`` sets intra-op threads (None: ONNX Runtime's default).
     """
 
@@ -72,8 +74,13 @@ class OnnxBackend:
         for g, p in paths.items():
             provs = self._providers(providers, g)
             sess = ort.InferenceSession(str(p), so, providers=provs)
+            props = sess.get_modelmeta().custom_metadata_map
+            if variant == "int8":
+                fault = int8_fault(Int8Settings.from_props(props), this_cpu())
+                if fault:
+                    raise ValueError(f"{p}: {fault}")
             self.sessions[g] = sess
-            self.info[g] = GraphInfo.from_props(sess.get_modelmeta().custom_metadata_map, str(p))
+            self.info[g] = GraphInfo.from_props(props, str(p))
         self.facts = facts_from_info(self.info["encoder"])
         if facts_from_info(self.info["decoder"]) != self.facts:
             raise ValueError(f"{self.directory}: encoder and decoder graphs describe different models")

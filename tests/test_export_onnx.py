@@ -14,6 +14,8 @@ import onnxruntime as ort
 import pytest
 
 from bench.onnx_parity import agreement, run_staggered, snr_db, stream_chunks
+from export import int8
+from export.int8 import Int8Settings
 from export.metadata import GraphInfo, read_manifest
 from llmcodec.checkpoint import LoadedCodec
 from llmcodec.cli import main as cli
@@ -86,6 +88,11 @@ def test_int8_graph_quantizes_matmuls_but_not_the_search(tiny_export):
     assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
     props = {p.key: p.value for p in m.metadata_props}
     assert props["variant"] == "int8" and int(props["int8_excluded_nodes"]) > 0
+    assert Int8Settings.from_props(props) == int8.DEFAULT and int8.DEFAULT.scheme == "u8u8"
+    weights = {i.name: i.data_type for i in m.graph.initializer}
+    quantized = [weights[n.input[1]] for n in m.graph.node
+                 if n.op_type == "MatMulInteger" and n.input[1] in weights]
+    assert quantized and set(quantized) == {onnx.TensorProto.UINT8}  # u8u8: no saturation on any CPU
     # the cosine search (ArgMax over codes) still reads a float MatMul
     producers = {o: n for n in m.graph.node for o in n.output}
     for n in m.graph.node:
@@ -137,13 +144,64 @@ def test_io_binding_and_int8_variant_run(tiny_export, tiny_torch, speech_6s):
         bound.encode_step(x, bound.init_encoder_state(1))
     assert all(np.array_equal(a, b) for a, b in zip(c1, c2))
     assert all(np.array_equal(s1[k], s2[k]) for k in s1)
-    int8 = OnnxBackend(tiny_export, variant="int8", threads=1)
+    int8_backend = OnnxBackend(tiny_export, variant="int8", threads=1)
     ref = encode_all(tiny_torch, speech_6s)
-    codes = encode_all(int8, speech_6s)
+    codes = encode_all(int8_backend, speech_6s)
     total, _ = agreement(ref, codes)
-    audio = decode_all(int8, codes)
+    audio = decode_all(int8_backend, codes)
     assert np.isfinite(audio).all() and audio.size == ref[0].size * 1920
-    assert total > 0.5  # measured in bench/onnx_parity.py; a broken graph gives ~chance
+    assert total >= 0.9  # u8u8; the saturating u8s8 graphs gave 33% on CPUs without VNNI
+
+
+def _requantize(src: Path, dst: Path, settings: "Int8Settings | None") -> Path:
+    """A copy of export ``src`` whose int8 graphs use ``settings`` (None: recorded none)."""
+    import shutil
+    from export.onnx_export import quantizer_nodes
+    shutil.copytree(src, dst)
+    for g in ("encoder", "decoder"):
+        out = dst / f"{g}.int8.onnx"
+        int8.quantize_int8(src / f"{g}.onnx", out, exclude=quantizer_nodes(src / f"{g}.onnx"),
+                           settings=settings or int8.LEGACY)
+        if settings is None:  # as written before the settings were recorded
+            m = onnx.load(str(out))
+            props = {p.key: p.value for p in m.metadata_props if not p.key.startswith("int8_")}
+            del m.metadata_props[:]
+            onnx.helper.set_model_props(m, props)
+            onnx.save(m, str(out))
+    return dst
+
+
+def test_int8_faults_by_cpu():
+    no_vnni, vnni = int8.CpuInt8("x86_64", False), int8.CpuInt8("x86_64", True)
+    arm, unknown = int8.CpuInt8("aarch64", None), int8.CpuInt8("AMD64", None)
+    signed = Int8Settings(weight_type="int8")
+    for cpu in (no_vnni, unknown):
+        assert "re-export with `llmcodec export --int8`" in int8.int8_fault(signed, cpu)
+        assert "older export" in int8.int8_fault(None, cpu)
+    for cpu in (vnni, arm):
+        assert int8.int8_fault(signed, cpu) is None and int8.int8_fault(None, cpu) is None
+    for cpu in (no_vnni, vnni, arm, unknown):  # u8u8 and 7-bit weights never saturate
+        assert int8.int8_fault(int8.DEFAULT, cpu) is None
+        assert int8.int8_fault(Int8Settings(weight_type="int8", reduce_range=True), cpu) is None
+    assert int8.cpu_flags("processor\t: 0\nflags\t\t: fpu avx2 avx512_vnni\n") == {"fpu", "avx2", "avx512_vnni"}
+    assert int8.cpu_flags("no flags here") == set()
+    with pytest.raises(ValueError, match="weight_type"):
+        Int8Settings(weight_type="int4")
+
+
+@pytest.mark.parametrize("settings", [Int8Settings(weight_type="int8"), None], ids=["u8s8", "unrecorded"])
+def test_backend_refuses_saturating_int8_graphs_on_this_cpu(tiny_export, tiny_torch, speech_6s,
+                                                            tmp_path, settings):
+    d = _requantize(tiny_export, tmp_path / "export", settings)
+    cpu = int8.this_cpu()
+    if not cpu.saturates_u8s8:
+        ob = OnnxBackend(d, variant="int8", threads=1)  # exact here: accepted
+        assert agreement(encode_all(tiny_torch, speech_6s), encode_all(ob, speech_6s))[0] >= 0.9
+        pytest.skip(f"this {cpu.describe()} does not saturate u8s8 sums: accepted, nothing to refuse")
+    with pytest.raises(ValueError, match=r"encoder\.int8\.onnx: .*saturate on this x86-64 CPU.*"
+                                         r"re-export with `llmcodec export --int8`"):
+        OnnxBackend(d, variant="int8", threads=1)
+    OnnxBackend(d, threads=1)  # the float32 graphs of the same directory still load
 
 
 def test_bad_inputs_are_named(tiny_export, tmp_path):
@@ -190,8 +248,9 @@ def test_small_30s_real_speech_parity(small_export, default_backend, speech_30s)
     assert total >= 0.999, per
     assert snr_db(ref_audio, decode_all(ob, ref)) >= 40
     assert snr_db(ref_audio, decode_all(ob, codes)) >= 40
-    int8 = OnnxBackend(small_export, variant="int8", threads=1)
-    assert agreement(ref, encode_all(int8, speech_30s))[0] >= 0.9  # measured: ~99 %
+    int8_backend = OnnxBackend(small_export, variant="int8", threads=1)
+    total, per = agreement(ref, encode_all(int8_backend, speech_30s))
+    assert total >= 0.95, per  # measured here (AVX2, no VNNI): 98.3 %; u8s8 gave 93.2 %
 
 
 def test_streams_without_torch(small_export, default_backend, tmp_path):

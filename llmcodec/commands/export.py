@@ -18,6 +18,25 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; 17 or newer)")
 
 
+def int8_agreement(export_dir: Path, seconds: float = 10.0) -> str:
+    """One line: how many of the int8 graphs' tokens equal the float32 graphs' on
+    ``seconds`` of real speech, on this CPU (int8 is opt-in: it is not exact)."""
+    from bench.onnx_parity import agreement
+    from export.int8 import this_cpu
+    from llmcodec.speech import speech_clip
+    from stream.buffer import encode_all
+    from stream.onnx_backend import OnnxBackend
+    try:
+        wav = speech_clip(seconds)
+    except FileNotFoundError as e:
+        return f"int8 agreement not measured: {e}"
+    ref = encode_all(OnnxBackend(export_dir, threads=1), wav)
+    total, per = agreement(ref, encode_all(OnnxBackend(export_dir, variant="int8", threads=1), wav))
+    return (f"int8 tokens equal to float32 on {seconds:.0f} s of real speech on this "
+            f"{this_cpu().describe()}: {100 * total:.1f}% (levels "
+            f"{', '.join(f'{100 * p:.1f}%' for p in per)}); int8 is opt-in, float32 is exact")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_batch < 1:
         raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
@@ -38,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         size = path.stat().st_size / 2 ** 20
         how = result.exporters.get(key, "onnxruntime.quantization")
         print(f"{key:14s} {path}  {size:6.1f} MiB  {result.seconds.get(key, 0):5.1f} s  ({how})")
+    if args.int8:
+        print(int8_agreement(Path(args.output)))
     if args.tensorrt:
         from export.tensorrt_build import build_engines
         for b in build_engines(args.output, max_batch=args.max_batch, fp16=args.fp16):
