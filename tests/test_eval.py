@@ -104,7 +104,7 @@ def test_model_card(quick_corpus, tiny_model_dir):
     # Reports survive their JSON; earlier reports of the run become the card's table by step.
     again = EvalReport.from_json(rep.to_json())
     assert again.to_json() == rep.to_json() and again.codec.system == "llmcodec tiny"
-    assert again.per_file == rep.per_file
+    assert [f.name for f in again.per_file] == [f.name for f in rep.per_file]  # NaN != NaN: by JSON above
     old = json.loads(rep.to_json())
     del old["per_file"]  # reports written before per-file results still load
     assert EvalReport.from_json(json.dumps(old)).per_file == []
@@ -122,3 +122,50 @@ def test_model_card(quick_corpus, tiny_model_dir):
         EvalReport.from_json('{"model": "x"}')
     good = dataclasses.replace(now, rows=[dataclasses.replace(now.codec, stoi=0.8, pesq_wb=2.0, wer=0.2)])
     assert "meets the project's minimum" in status_line(good)
+
+
+# ---- independent judges and the speaker-disjoint set --------------------------------------------
+def test_independent_judges_on_real_speech(speech_30s):
+    from llmcodec.audio import load_audio
+    from llmcodec.eval.judges import BaseTranscriber, SpeakerJudge, high_band_db, whisper_base_dir
+    from llmcodec.speech import prompt_files
+    from llmcodec.data.sources import read_transcripts
+    assert (whisper_base_dir() / "model.bin").stat().st_size == 145_217_532
+    asr = BaseTranscriber(threads=2)
+    texts = read_transcripts("en")
+    edits = words = 0
+    for name in ("agent-pass", "conf-onlyperson", "vm-goodbye"):
+        wav, _ = load_audio(next(p for p in prompt_files("en") if p.stem == name), 16000)
+        e, n = metrics.word_errors(texts[name], asr.transcribe(wav, "en"))
+        edits, words = edits + e, words + n
+    assert edits / words < 0.3  # base hears the real prompts
+    nl, _ = load_audio("/usr/share/games/fillets-ng/sound/airplane/nl/let-v-oko.ogg", 16000)
+    judge = SpeakerJudge()
+    a, b = speech_30s[:16000 * 5], speech_30s[16000 * 10:16000 * 15]
+    assert judge.similarity(a, a) > 0.999
+    assert judge.similarity(a, b) > judge.similarity(a, nl) + 0.1  # same voice beats another voice
+    import soxr
+    low = soxr.resample(soxr.resample(nl, 16000, 8000), 8000, 16000)[: nl.size]
+    assert high_band_db(nl, nl) == 0.0 and high_band_db(nl, low) < -15
+    assert math.isnan(high_band_db(low, low))  # no high band to keep in an 8 kHz recording
+
+
+def test_evaluate_speaker_disjoint_set_per_speaker(quick_corpus, tiny_model_dir):
+    from llmcodec.eval.report import EvalReport, evaluate, read_speakers
+    from llmcodec.eval.speakers import speaker_rows
+    data = quick_corpus / "heldout" / "unseen"
+    rep = evaluate(tiny_model_dir, data, limit=4, dns=False, progress=False)
+    speakers = read_speakers(data)
+    assert {f.speaker for f in rep.per_file} <= {v["speaker"] for v in speakers.values()}
+    rows = speaker_rows(rep.per_file)
+    assert len(rows) == len({f.speaker for f in rep.per_file}) >= 2
+    orig, codec, opus = rep.rows
+    assert -1 <= codec.speaker_sim <= 1 and -1 <= opus.speaker_sim <= 1
+    assert codec.speaker_sim < opus.speaker_sim  # an untrained codec loses the voice
+    assert not math.isnan(codec.wer_base) and codec.wer_base > orig.wer_base
+    english = [f for f in rep.per_file if f.lang.startswith("en")]
+    assert all(f.heard_original for f in english)  # tiny.en only hears the English files
+    assert all(not f.heard_original for f in rep.per_file if not f.lang.startswith("en"))
+    md = rep.to_markdown()
+    assert "| speaker | lang |" in md and rows[0].speaker in md and "WER base" in md
+    assert EvalReport.from_json(rep.to_json()).per_file[0].base_edits == rep.per_file[0].base_edits

@@ -8,11 +8,14 @@ from pathlib import Path
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--data", required=True,
-                   help="directory of audio files with optional NAME.txt transcripts "
-                        "(e.g. data_cache/heldout/en)")
+                   help="directory of audio files with optional NAME.txt transcripts and an optional "
+                        "speakers.json (e.g. data_cache/heldout/unseen: speaker-disjoint; "
+                        "data_cache/heldout/en: held-out prompts of trained speakers)")
     p.add_argument("--limit", type=int, help="only the first N files")
     p.add_argument("--no-opus", action="store_true", help="skip the Opus 6 kbps baseline")
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
+    p.add_argument("--no-judges", action="store_true",
+                   help="skip the independent judges (Whisper base WER, speaker similarity, high band)")
     p.add_argument("--threads", type=int, default=2, help="threads for Whisper")
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.add_argument("--markdown", help="also write the table, and what Whisper heard in the first files, "
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from llmcodec.eval.report import EvalReport
     history = [EvalReport.from_json(Path(h).read_text()) for h in args.history]  # fail before the long run
     report = evaluate(args.model, args.data, limit=args.limit, opus=not args.no_opus,
-                      dns=not args.no_dnsmos, threads=args.threads)
+                      dns=not args.no_dnsmos, judges=not args.no_judges, threads=args.threads)
     table = report.to_markdown()
     print(table, end="")
     if args.json:

@@ -15,6 +15,16 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-teachers", action="store_true",
                    help="skip Whisper frames and transcript embeddings (no semantic/consistency losses)")
     p.add_argument("--track-seconds", type=float, default=28.0, help="length of packed tracks (<= 30)")
+    p.add_argument("--no-voices", action="store_true",
+                   help="leave out the multi-speaker sources (wideband recordings, flite, ambience; "
+                        "and with them the speaker-disjoint held-out set heldout/unseen)")
+    p.add_argument("--max-speakers", type=int, default=None,
+                   help="speaker groups of the multi-speaker sources (default: all)")
+    p.add_argument("--max-clips-per-speaker", type=int, default=None, help="training clips per speaker group")
+    p.add_argument("--flite-minutes", type=float, default=40.0, help="minutes of flite speech (3 voices)")
+    p.add_argument("--ambience-minutes", type=float, default=40.0, help="minutes of game music and effects")
+    p.add_argument("--unseen-seconds", type=float, default=150.0,
+                   help="seconds of each held-out speaker in heldout/unseen (default 150)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="threads for the Whisper encoder")
 
@@ -25,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     opts = PrepareOptions(langs=langs, max_prompts=args.max_prompts, max_heldout=args.max_heldout,
                           piper_minutes=args.piper_minutes, music_seconds=args.music_seconds,
                           events=not args.no_events, track_seconds=args.track_seconds,
-                          teachers=not args.no_teachers, seed=args.seed, threads=args.threads)
+                          teachers=not args.no_teachers, seed=args.seed, threads=args.threads,
+                          voices=not args.no_voices, max_speakers=args.max_speakers,
+                          max_clips_per_speaker=args.max_clips_per_speaker,
+                          flite_minutes=args.flite_minutes, ambience_minutes=args.ambience_minutes,
+                          unseen_seconds_per_speaker=args.unseen_seconds,
+                          unseen_min_seconds=min(20.0, args.unseen_seconds))
     build_corpus(args.out, opts)
     return 0
 

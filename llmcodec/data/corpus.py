@@ -3,16 +3,20 @@
 Layout of a corpus directory (never committed; ``/work/main/data_cache`` by default):
 
 * ``manifest.json``: options, sources and one entry per *track*. A track packs
-  utterances of one kind (``real_en``, ``piper_en``, ``real_es``, ``real_fr``,
-  ``music``, ``events``) into at most ``track_seconds`` with short silences
-  between them; each utterance keeps ``[start, end)`` (samples in the track),
-  its source name and the index of its transcript's embedding (-1: none).
+  utterances of one kind (:data:`KINDS`) and one speaker group (``group``: a
+  speaker, see ``voices.py``; the kind itself for the single-voice kinds) into at
+  most ``track_seconds`` with short silences between them; each utterance keeps
+  ``[start, end)`` (samples in the track), its source name and the index of its
+  transcript's embedding (-1: none). ``band`` is ``narrow`` for 8 kHz sources.
 * ``audio.npy``: every track's 16 kHz samples, int16, concatenated.
 * ``whisper.npy``: Whisper tiny.en encoder frames of every track, float16
   ``[frames, 384]`` at 50 Hz, concatenated (one encoder call per track).
 * ``text_emb.npy``: MiniLM embeddings of the transcripts ``[U, 384]`` float32.
 * ``heldout/{lang}/``: the fixed held-out prompts as 16 kHz WAVs with
   ``.txt`` transcripts, the input of ``llmcodec eval``. Never trained on.
+* ``heldout/unseen/``: the speaker-disjoint held-out set (``voices.heldout``:
+  whole speakers never trained on), WAVs with ``.txt`` transcripts where the
+  source has them, and ``speakers.json`` (file stem -> speaker, language, source).
 """
 from __future__ import annotations
 
@@ -28,12 +32,19 @@ import numpy as np
 
 from ..audio import load_audio, save_audio
 from . import sources
+from .gather import Utterance
 from .teachers import WHISPER_DIM, WHISPER_HOP, WHISPER_WINDOW
 
 SAMPLE_RATE = 16000
 MANIFEST = "manifest.json"
-CORPUS_VERSION = 1
-KINDS = ("real_en", "piper_en", "real_es", "real_fr", "music", "events")
+CORPUS_VERSION = 1  # v1 readers ignore the added "group"/"band" keys; old corpora read as one group per kind
+# real_*: the asterisk prompts (8 kHz, one voice each); piper_en: synthetic; wide_speech: the
+# wideband multi-speaker recordings of voices.py; tel_speech: more 8 kHz telephone voices;
+# synth_wide: flite's voices; ambience: wideband music, effects and ambience of game packages.
+KINDS = ("real_en", "piper_en", "real_es", "real_fr", "music", "events",
+         "wide_speech", "tel_speech", "synth_wide", "ambience")
+UNSEEN = "unseen"  # heldout/unseen: the speaker-disjoint held-out set
+SPEAKERS_FILE = "speakers.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,14 @@ class PrepareOptions:
     teachers: bool = True
     seed: int = 0
     threads: int = 1
+    # The multi-speaker sources of voices.py (recorded speech, flite voices, ambience).
+    voices: bool = True
+    max_speakers: int | None = None  # speaker groups, training and held-out each; None: all
+    max_clips_per_speaker: int | None = None  # training clips per speaker group; None: all
+    flite_minutes: float = 40.0  # synthesised by flite, spread over its training voices
+    ambience_minutes: float | None = 40.0  # of game music/effects; None: all
+    unseen_seconds_per_speaker: float = 150.0  # speaker-disjoint held-out audio per group
+    unseen_min_seconds: float = 20.0  # smaller held-out groups are left out of the eval set
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.langs) - set(sources.VOICES))
@@ -63,15 +82,9 @@ class PrepareOptions:
 
 
 # A corpus of a few minutes for tests and smoke runs (about 15 s to build).
-QUICK = PrepareOptions(max_prompts=10, max_heldout=3, piper_minutes=0.2, music_seconds=15.0, track_seconds=8.0)
-
-
-@dataclass
-class _Utt:
-    kind: str
-    name: str
-    audio: np.ndarray  # float32 [T] at 16 kHz
-    text: str | None
+QUICK = PrepareOptions(max_prompts=10, max_heldout=3, piper_minutes=0.2, music_seconds=15.0, track_seconds=8.0,
+                       max_speakers=6, max_clips_per_speaker=2, flite_minutes=0.2, ambience_minutes=0.2,
+                       unseen_seconds_per_speaker=4.0, unseen_min_seconds=1.0)
 
 
 def _heldout_file(name: str) -> str:
@@ -86,7 +99,7 @@ def _spread(items: list, n: int | None) -> list:
     return [items[i] for i in idx]
 
 
-def _real_prompts(opts: PrepareOptions, out: Path, log: Callable[[str], None]) -> list[_Utt]:
+def _real_prompts(opts: PrepareOptions, out: Path, log: Callable[[str], None]) -> list[Utterance]:
     utts = []
     for lang in opts.langs:
         train, held = [], []
@@ -101,13 +114,13 @@ def _real_prompts(opts: PrepareOptions, out: Path, log: Callable[[str], None]) -
             (hdir / f"{_heldout_file(p.name)}.txt").write_text(p.text + "\n")
         for p in _spread(train, opts.max_prompts):
             wav, _ = load_audio(p.path, SAMPLE_RATE)
-            utts.append(_Utt(f"real_{lang}", f"{lang}/{p.name}", wav, p.text))
+            utts.append(Utterance(f"real_{lang}", f"{lang}/{p.name}", wav, p.text, narrow=True))
         log(f"real_{lang}: {sum(u.kind == f'real_{lang}' for u in utts)} prompts for training, "
             f"{len(held)} held out")
     return utts
 
 
-def _piper(opts: PrepareOptions, rng: np.random.Generator, log: Callable[[str], None]) -> list[_Utt]:
+def _piper(opts: PrepareOptions, rng: np.random.Generator, log: Callable[[str], None]) -> list[Utterance]:
     if opts.piper_minutes <= 0:
         return []
     from .synth import PiperSynth
@@ -125,14 +138,14 @@ def _piper(opts: PrepareOptions, rng: np.random.Generator, log: Callable[[str], 
             if wav.size < SAMPLE_RATE // 2 or wav.size > limit:
                 continue
             wav = wav * np.float32(rng.uniform(0.5, 1.0) / max(1e-3, float(np.abs(wav).max())))
-            utts.append(_Utt("piper_en", f"piper/{i}", wav, texts[i]))
+            utts.append(Utterance("piper_en", f"piper/{i}", wav, texts[i]))
             have += wav.size
             bar.update(wav.size / SAMPLE_RATE)
     log(f"piper_en: {len(utts)} utterances, {have / SAMPLE_RATE / 60:.1f} min")
     return utts
 
 
-def _non_speech(opts: PrepareOptions, log: Callable[[str], None]) -> list[_Utt]:
+def _non_speech(opts: PrepareOptions, log: Callable[[str], None]) -> list[Utterance]:
     utts, seg = [], int(opts.track_seconds * SAMPLE_RATE)
     budget = None if opts.music_seconds is None else int(opts.music_seconds * SAMPLE_RATE)
     for path in sources.music_files():
@@ -143,7 +156,7 @@ def _non_speech(opts: PrepareOptions, log: Callable[[str], None]) -> list[_Utt]:
                 piece = piece[:budget]
                 budget -= piece.size
             if piece.size >= SAMPLE_RATE:
-                utts.append(_Utt("music", f"music/{path.stem}/{j // seg}", piece, None))
+                utts.append(Utterance("music", f"music/{path.stem}/{j // seg}", piece, None, narrow=True))
             if budget is not None and budget <= 0:
                 break
         if budget is not None and budget <= 0:
@@ -151,18 +164,19 @@ def _non_speech(opts: PrepareOptions, log: Callable[[str], None]) -> list[_Utt]:
     if opts.events:
         for path in sources.event_files():
             wav, _ = load_audio(path, SAMPLE_RATE)
-            utts.append(_Utt("events", f"events/{path.stem}", wav[: seg], None))
+            utts.append(Utterance("events", f"events/{path.stem}", wav[: seg], None))
     log(f"non-speech: {sum(u.kind == 'music' for u in utts)} music pieces, "
         f"{sum(u.kind == 'events' for u in utts)} event sounds")
     return utts
 
 
-def _pack(utts: list[_Utt], opts: PrepareOptions, rng: np.random.Generator) -> list[list[_Utt]]:
+def _pack(utts: list[Utterance], opts: PrepareOptions, rng: np.random.Generator) -> list[list[Utterance]]:
     """Group utterances of one kind (shuffled) into tracks of at most ``track_seconds``."""
     limit, gap = int(opts.track_seconds * SAMPLE_RATE), int(opts.gap_seconds * SAMPLE_RATE)
-    tracks: list[list[_Utt]] = []
-    for kind in KINDS:
-        group = [u for u in utts if u.kind == kind]
+    tracks: list[list[Utterance]] = []
+    keys = sorted({(u.kind, u.group) for u in utts}, key=lambda k: (KINDS.index(k[0]), k[1]))
+    for kind, name in keys:
+        group = [u for u in utts if (u.kind, u.group) == (kind, name)]
         cur, size = [], 0
         for k in rng.permutation(len(group)):
             u = group[k]
@@ -189,6 +203,9 @@ def build_corpus(out: str | Path, opts: PrepareOptions = PrepareOptions(), *,
     t0 = time.time()
     rng = np.random.default_rng(opts.seed)
     utts = _real_prompts(opts, tmp, log) + _piper(opts, rng, log) + _non_speech(opts, log)
+    if opts.voices:
+        from .gather import gather_voices
+        utts += gather_voices(opts, tmp / "heldout" / UNSEEN, rng, log)
     tracks = _pack(utts, opts, rng)
     gap = np.zeros(int(opts.gap_seconds * SAMPLE_RATE), np.float32)
 
@@ -211,8 +228,10 @@ def build_corpus(out: str | Path, opts: PrepareOptions = PrepareOptions(), *,
             pos += u.audio.size
         wav = np.concatenate(pieces)
         audio_parts.append(np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16))
-        entries.append({"id": i, "kind": track[0].kind, "offset": offset, "length": int(wav.size),
-                        "utterances": utt_meta})
+        narrow = sum(u.audio.size for u in track if u.narrow) * 2 > sum(u.audio.size for u in track)
+        entries.append({"id": i, "kind": track[0].kind, "group": track[0].group or track[0].kind,
+                        "band": "narrow" if narrow else "wide", "offset": offset,
+                        "length": int(wav.size), "utterances": utt_meta})
         offset += wav.size
     np.save(tmp / "audio.npy", np.concatenate(audio_parts))
 
@@ -287,13 +306,19 @@ class Corpus:
         return a
 
     def seconds_by_kind(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for t in self.tracks:
-            out[t["kind"]] = out.get(t["kind"], 0.0) + t["length"] / self.sample_rate
-        return out
+        return self.seconds_by("kind")
 
     def heldout_dir(self, lang: str = "en") -> Path:
+        """``heldout/LANG`` (same speakers, held-out prompts) or ``heldout/unseen``."""
         return self.directory / "heldout" / lang
+
+    def seconds_by(self, key: str) -> dict[str, float]:
+        """Seconds per track ``key`` (``kind``, ``group`` or ``band``)."""
+        out: dict[str, float] = {}
+        for t in self.tracks:
+            k = t.get(key, t["kind"] if key == "group" else "?")
+            out[k] = out.get(k, 0.0) + t["length"] / self.sample_rate
+        return out
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(self.seconds_by_kind().items()))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .corpus import Corpus
+from .corpus import KINDS, Corpus
 from .teachers import WHISPER_HOP
 
 
@@ -43,20 +43,29 @@ class SegmentSampler:
         self.corpus, self.seg, self.batch_size = corpus, segment_samples, batch_size
         self.seed, self.align, self.gain_db, self.min_text_cover = seed, align, gain_db, min_text_cover
         present = {t["kind"] for t in corpus.tracks}
-        unknown = sorted(set(mix) - {"real_en", "piper_en", "real_es", "real_fr", "music", "events"})
+        unknown = sorted(set(mix) - set(KINDS))
         if unknown:
-            raise ValueError(f"unknown kinds in mix: {unknown}")
+            raise ValueError(f"unknown kinds in mix: {unknown}; accepted: {list(KINDS)}")
         weights = {k: float(w) for k, w in mix.items() if k in present and w > 0}
         if not weights:
             raise ValueError(f"the mix {mix} names no kind present in the corpus ({sorted(present)})")
         self.kinds = sorted(weights)
         total = sum(weights.values())
         self.kind_p = np.array([weights[k] / total for k in self.kinds])
+        # Within a kind, speaker groups are balanced: a group's share grows with the square
+        # root of its audio (not with its file count or length), then tracks by length.
         self.by_kind: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for k in self.kinds:
             idx = np.array([i for i, t in enumerate(corpus.tracks) if t["kind"] == k])
             lens = np.array([corpus.tracks[i]["length"] for i in idx], dtype=np.float64)
-            self.by_kind[k] = (idx, lens / lens.sum())
+            groups = [corpus.tracks[i].get("group", k) for i in idx]
+            total = {g: 0.0 for g in groups}
+            for g, n in zip(groups, lens):
+                total[g] += n
+            share = {g: np.sqrt(v) for g, v in total.items()}
+            norm = sum(share.values())
+            p = np.array([share[g] / norm * n / total[g] for g, n in zip(groups, lens)])
+            self.by_kind[k] = (idx, p / p.sum())
 
     def _segment(self, rng: np.random.Generator, kind: str):
         idx, p = self.by_kind[kind]

@@ -36,3 +36,29 @@ class PiperSynth:
         if not parts:
             return np.zeros(0, np.float32)
         return resample(np.concatenate(parts), int(rate), self.sample_rate)
+
+
+class FliteSynth:
+    """``synthesize(text, voice, rng) -> float32 [T]`` at ``sample_rate`` with Debian's
+    ``flite`` (voices kal16, awb, rms, slt; 16 kHz). Speed and pitch vary per utterance."""
+
+    def __init__(self, sample_rate: int = 16000, binary: str = "flite"):
+        import shutil
+        self.binary = shutil.which(binary)
+        if self.binary is None:
+            raise ValueError(f"{binary!r} not found: install Debian's flite")
+        self.sample_rate = sample_rate
+
+    def synthesize(self, text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+        import subprocess
+        import tempfile
+
+        from ..audio import load_audio
+        with tempfile.TemporaryDirectory(prefix="flite-") as tmp:
+            out = f"{tmp}/x.wav"
+            subprocess.run([self.binary, "-voice", voice, "--setf",
+                            f"duration_stretch={rng.uniform(0.85, 1.2):.3f}", "--setf",
+                            f"int_f0_target_mean={rng.uniform(0.85, 1.2) * (170 if voice == 'slt' else 105):.1f}",
+                            "-t", text, "-o", out], check=True, capture_output=True, timeout=120)
+            wav, _ = load_audio(out, self.sample_rate)
+        return wav

@@ -41,6 +41,10 @@ class SystemScores:
     dnsmos_sig: float
     dnsmos_bak: float
     codebook_usage: list[str] = field(default_factory=list)  # "used/size" per level
+    # Independent judges (judges.py); NaN in reports made before them or with --no-judges.
+    wer_base: float = math.nan  # faster-whisper base, every language with transcripts
+    speaker_sim: float = math.nan  # Resemblyzer cosine to the original
+    high_band_db: float = math.nan  # energy above 4 kHz relative to the original, dB
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,16 @@ class FileResult:
     heard_opus: str | None
     pesq_wb: float  # the codec's
     stoi: float
+    speaker: str = ""  # the speaker group (speakers.json beside the files), "" if unknown
+    lang: str = "en"
+    seconds: float = math.nan
+    base_words: int = 0  # words of the transcript Whisper base is scored against (0: none)
+    base_edits: tuple[int, int, int] = (0, 0, 0)  # Whisper base's word edits: original, codec, Opus
+    speaker_sim: float = math.nan  # the codec's
+    high_band_db: float = math.nan
+    opus_pesq_wb: float = math.nan
+    opus_stoi: float = math.nan
+    opus_speaker_sim: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,8 @@ class EvalReport:
         data = json.loads(text)
         try:
             rows = [SystemScores(**r) for r in data.pop("rows")]
-            per_file = [FileResult(**r) for r in data.pop("per_file", [])]
+            per_file = [FileResult(**{**r, "base_edits": tuple(r.get("base_edits", (0, 0, 0)))})
+                        for r in data.pop("per_file", [])]
             return cls(rows=rows, per_file=per_file, **data)
         except (KeyError, TypeError) as e:
             raise ValueError(f"not an llmcodec eval report ({e})") from None
@@ -93,12 +108,21 @@ class EvalReport:
         f = _fmt
         lines = [f"Held-out set `{self.data}`: {self.files} files, {self.seconds:.0f} s. Model `{self.model}`.",
                  "",
-                 "| system | rate | PESQ-WB | STOI | WER | DNSMOS OVRL | SIG | BAK | codebook usage |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+                 "| system | rate | PESQ-WB | STOI | WER tiny.en | WER base | speaker sim | >4 kHz dB "
+                 "| DNSMOS OVRL | SIG | BAK | codebook usage |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             lines.append(f"| {r.system} | {r.rate} | {f(r.pesq_wb, '.2f')} | {f(r.stoi, '.3f')} | "
-                         f"{f(100 * r.wer, '.1f')}% | {f(r.dnsmos_ovrl, '.2f')} | {f(r.dnsmos_sig, '.2f')} | "
+                         f"{f(100 * r.wer, '.1f')}% | {f(100 * r.wer_base, '.1f')}% | {f(r.speaker_sim, '.3f')} | "
+                         f"{f(r.high_band_db, '+.1f')} | {f(r.dnsmos_ovrl, '.2f')} | {f(r.dnsmos_sig, '.2f')} | "
                          f"{f(r.dnsmos_bak, '.2f')} | {', '.join(r.codebook_usage) or '-'} |")
+        lines += ["", "WER tiny.en: English files only, Whisper tiny.en (its encoder is a training loss: "
+                  "not independent). WER base: faster-whisper base on every file with a transcript, in "
+                  "its language. Speaker sim: Resemblyzer cosine to the original. >4 kHz dB: energy "
+                  "above 4 kHz relative to the original (wideband files)."]
+        if any(r.speaker for r in self.per_file):
+            from .speakers import speaker_table
+            lines += ["", speaker_table(self.per_file)]
         return "\n".join(lines) + "\n"
 
     def transcripts_markdown(self, n: int = 8) -> str:
@@ -138,22 +162,38 @@ def list_files(data_dir: str | Path, limit: int | None = None) -> list[tuple[Pat
 
 
 class _Acc:
+    """One system's figures over the files."""
+
     def __init__(self):
         self.pesq, self.stoi, self.mos, self.edits, self.words = [], [], [], 0, 0
+        self.base_edits, self.base_words, self.sim, self.hf = 0, 0, [], []
 
-    def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str, hyp: str,
+    def add(self, ref: np.ndarray, deg: np.ndarray | None, reference: str | None, hyp: str | None,
             dns: bool) -> tuple[float, float]:
-        """Score one file; returns its PESQ-WB and STOI (NaN for the original)."""
+        """Score one file (``hyp`` None: no tiny.en transcript for this file's language);
+        returns its PESQ-WB and STOI (NaN for the original)."""
         pesq = stoi = math.nan
         if deg is not None:
             pesq, stoi = metrics.pesq_wb(ref, deg), metrics.stoi(ref, deg)
             self.pesq.append(pesq)
             self.stoi.append(stoi)
-        e, n = metrics.word_errors(reference, hyp)
-        self.edits, self.words = self.edits + e, self.words + n
+        if hyp is not None:
+            e, n = metrics.word_errors(reference, hyp)
+            self.edits, self.words = self.edits + e, self.words + n
         if dns:
             self.mos.append(metrics.dnsmos(ref if deg is None else deg))
         return pesq, stoi
+
+    def add_judges(self, reference: str | None, heard: str | None, sim: float, hf: float) -> int:
+        """Whisper base's word edits against ``reference`` (0 without one), the speaker
+        similarity and the high-band level; returns the edits."""
+        edits = 0
+        if reference and heard is not None:
+            edits, n = metrics.word_errors(reference, heard)
+            self.base_edits, self.base_words = self.base_edits + edits, self.base_words + n
+        self.sim.append(sim)
+        self.hf.append(hf)
+        return edits
 
     def scores(self, system: str, rate: str, usage: list[str] | None = None) -> SystemScores:
         def mean(xs):
@@ -161,28 +201,45 @@ class _Acc:
             return float(np.mean(xs)) if xs else math.nan
         mos = self.mos
         return SystemScores(system, rate, mean(self.pesq), mean(self.stoi),
-                            self.edits / max(self.words, 1),
+                            self.edits / self.words if self.words else math.nan,
                             mean([m.ovrl for m in mos]), mean([m.sig for m in mos]), mean([m.bak for m in mos]),
-                            usage or [])
+                            usage or [], self.base_edits / self.base_words if self.base_words else math.nan,
+                            mean(self.sim), mean(self.hf))
+
+
+def read_speakers(data_dir: str | Path) -> dict[str, dict]:
+    """``speakers.json`` beside the files (file stem -> speaker, lang, ...); {} if absent."""
+    path = Path(data_dir) / "speakers.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int | None = None,
-             opus: bool = True, dns: bool = True, threads: int = 2, progress: bool = True) -> EvalReport:
-    """Run the codec (offline = streaming path) and Opus 6 kbps on every file of ``data_dir``."""
+             opus: bool = True, dns: bool = True, judges: bool = True, threads: int = 2,
+             progress: bool = True) -> EvalReport:
+    """Run the codec (offline = streaming path) and Opus 6 kbps on every file of ``data_dir``;
+    ``judges``: also Whisper base, speaker similarity and the high band (judges.py)."""
     from tqdm import tqdm
     from ..checkpoint import load_model
+    from .judges import BaseTranscriber, SpeakerJudge, high_band_db
     t0 = time.time()
     files = list_files(data_dir, limit)
+    speakers = read_speakers(data_dir)
     loaded = load_model(model_dir)
     model, cfg = loaded.model, loaded.model.cfg
-    asr = Transcriber(threads)
+    langs = {p: speakers.get(p.stem, {}).get("lang", "en") for p, _ in files}
+    asr = Transcriber(threads) if any(v.split("_")[0] == "en" for v in langs.values()) else None
+    base = BaseTranscriber(threads) if judges else None
+    spk = SpeakerJudge() if judges else None
     used = [set() for _ in range(cfg.num_levels)]
     orig, codec, op = _Acc(), _Acc(), _Acc()
     seconds, opus_bytes_kbps, per_file = 0.0, [], []
     for path, text in tqdm(files, desc="eval", unit="file", disable=not progress):
+        lang = langs[path]
+        english = asr is not None and lang.split("_")[0] == "en"
         ref, _ = load_audio(path, cfg.sample_rate)
         seconds += ref.size / cfg.sample_rate
-        hyp_orig = asr.transcribe(ref)
+        hear = (lambda a: asr.transcribe(a)) if english else (lambda a: None)
+        hyp_orig = hear(ref)
         reference = text if text is not None else hyp_orig
         orig.add(ref, None, reference, hyp_orig, dns)
         with torch.no_grad():
@@ -190,14 +247,32 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
             rec = model.decode(enc.codes, enc.num_samples)[0].numpy()
         for s, c in zip(used, enc.codes):
             s.update(c.flatten().tolist())
-        heard_codec, heard_opus = asr.transcribe(rec), None
+        heard_codec, heard_opus, o = hear(rec), None, None
         pesq, stoi = codec.add(ref, rec, reference, heard_codec, dns)
+        opus_scores = (math.nan, math.nan)
         if opus:
             o, kbps = opus_roundtrip(ref, cfg.sample_rate)
             opus_bytes_kbps.append((kbps, ref.size))
-            heard_opus = asr.transcribe(o)
-            op.add(ref, o, reference, heard_opus, dns)
-        per_file.append(FileResult(path.name, reference, hyp_orig, heard_codec, heard_opus, pesq, stoi))
+            heard_opus = hear(o)
+            opus_scores = op.add(ref, o, reference, heard_opus, dns)
+        judged = {}
+        if judges:
+            words = len(metrics.normalize_text(text)) if text else 0
+            outs = [("original", orig, ref), ("codec", codec, rec)] + ([("opus", op, o)] if opus else [])
+            edits, sims = [], {}
+            for name, acc, out in outs:
+                sims[name] = 1.0 if name == "original" else spk.similarity(ref, out)
+                heard = base.transcribe(out, lang) if text else None
+                edits.append(acc.add_judges(text, heard, sims[name] if name != "original" else math.nan,
+                                            math.nan if name == "original" else high_band_db(ref, out)))
+            judged = dict(base_words=words, base_edits=tuple(edits + [0] * (3 - len(edits))),
+                          speaker_sim=sims["codec"], high_band_db=high_band_db(ref, rec),
+                          opus_speaker_sim=sims.get("opus", math.nan))
+        info = speakers.get(path.stem, {})
+        per_file.append(FileResult(path.name, reference or "", hyp_orig or "", heard_codec or "",
+                                   heard_opus, pesq, stoi, speaker=info.get("speaker", ""), lang=lang,
+                                   seconds=round(ref.size / cfg.sample_rate, 3),
+                                   opus_pesq_wb=opus_scores[0], opus_stoi=opus_scores[1], **judged))
     bits = sum(math.log2(k) * (cfg.sample_rate / (cfg.hop * s)) for k, s in zip(cfg.level_sizes, cfg.vq_strides))
     rows = [orig.scores("original (16 kHz PCM)", "256 kbps"),
             codec.scores(f"llmcodec {cfg.name}", f"{cfg.tokens_per_second:.1f} tokens/s ({bits / 1000:.2f} kbps)",
