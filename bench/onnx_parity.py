@@ -1,6 +1,6 @@
 """ONNX Runtime (float32 and int8) against PyTorch on real speech: tokens, audio, speed.
 
-    PYTHONPATH=. .venv/bin/python -m bench.onnx_parity [--export DIR] [--seconds 30]
+    .venv/bin/python -m llmcodec.bench.onnx_parity [--export DIR] [--seconds 30]
 
 Prints, for the default model (exported to a temporary directory unless
 ``--export`` names one made with ``--int8``):
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.backend import Backend, split_states, stack_states
+from llmcodec.stream.backend import Backend, split_states, stack_states
 
 CHUNKS = (160, 1000, 1920, 4801)
 BATCHES = (1, 3, 8)
@@ -75,7 +75,7 @@ def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int]
 def stream_chunks(backend: Backend, wav: np.ndarray, chunk: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Encode ``wav`` pushed in chunks of ``chunk`` samples, decode pushing one block's codes per
     level-3 token group of ``chunk // hop`` frames (at least 1)."""
-    from stream.buffer import StreamingDecoder, StreamingEncoder
+    from llmcodec.stream.buffer import StreamingDecoder, StreamingEncoder
     enc = StreamingEncoder(backend)
     blocks = []
     for i in range(0, wav.size, chunk):
@@ -152,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(args.threads)
     from llmcodec.speech import speech_clip
-    from stream.backends import make_backend
-    from stream.buffer import decode_all, encode_all
-    from stream.onnx_backend import OnnxBackend
+    from llmcodec.stream.backends import make_backend
+    from llmcodec.stream.buffer import decode_all, encode_all
+    from llmcodec.stream.onnx_backend import OnnxBackend
 
     tb = make_backend("torch")
     tmp = None
     if args.export is None:
-        from export.onnx_export import export_model
+        from llmcodec.export.onnx_export import export_model
         tmp = tempfile.TemporaryDirectory(prefix="llmcodec-export-")
         t0 = time.perf_counter()
         export_model(tb.loaded, tmp.name, int8=True)

@@ -1,6 +1,6 @@
 """Our codec beside its peers, measured interleaved in one process.
 
-    PYTHONPATH=. .venv/bin/python -m bench.peers [--quick] [--seconds 10]
+    .venv/bin/python -m llmcodec.bench.peers [--quick] [--seconds 10]
 
 Contenders, all on one thread:
 
@@ -197,7 +197,7 @@ class Ours:
         self._dec = self.backend.init_decoder_state(1)
 
     def offline(self, wav: np.ndarray) -> None:
-        from stream.buffer import decode_all, encode_all
+        from llmcodec.stream.buffer import decode_all, encode_all
         decode_all(self.backend, encode_all(self.backend, wav))
 
     def stream(self, chunk: np.ndarray) -> None:
@@ -211,7 +211,7 @@ def ours_base(seed: int = 0):
     """The ``base`` preset with seeded random weights and the bundled codebooks, torch eager."""
     from llmcodec.build_default import build
     from llmcodec.checkpoint import LoadedCodec
-    from stream.torch_backend import TorchBackend
+    from llmcodec.stream.torch_backend import TorchBackend
     return TorchBackend(LoadedCodec(build("base", seed).prepare_inference(), None, Path(".")))
 
 
@@ -245,12 +245,12 @@ def make_contenders(settings: PeerSettings, model_dir: str | Path | None = None,
 
 def _torch_backend(model_dir):
     from llmcodec.checkpoint import load_model
-    from stream.torch_backend import TorchBackend
+    from llmcodec.stream.torch_backend import TorchBackend
     return TorchBackend(load_model(model_dir))
 
 
 def _onnx(export_dir, variant: str):
-    from stream.onnx_backend import OnnxBackend
+    from llmcodec.stream.onnx_backend import OnnxBackend
     return OnnxBackend(export_dir, providers=["CPUExecutionProvider"], variant=variant, threads=1)
 
 
@@ -316,7 +316,7 @@ def run(settings: PeerSettings = PeerSettings(), model_dir: str | Path | None = 
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m llmcodec.bench.peers", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="2.4 s clip, 1 offline round")
     p.add_argument("--seconds", type=float, help="clip length in seconds (default 10)")
     p.add_argument("--model", help="model directory (default: the bundled model)")

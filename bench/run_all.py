@@ -1,7 +1,7 @@
 """Every benchmark in one run: step latency, server load, peers; then the report.
 
     llmcodec bench [--quick] [--out DIR]
-    PYTHONPATH=. .venv/bin/python -m bench.run_all [--quick] [--out DIR]
+    .venv/bin/python -m llmcodec.bench.run_all [--quick] [--out DIR]
 
 Writes ``results.md``, ``results.json``, ``README_SECTION.md`` and the PNG
 plots into ``--out`` (default ``bench/results``; ``bench/results/quick`` with
@@ -81,12 +81,12 @@ class LoadPoint:
 def server_sweep(settings: ServerSettings, model_dir: str | Path | None, export_dir: Path | None,
                  export_reason: str, log: Callable[[str], None] = print
                  ) -> tuple[list[LoadPoint], list[tuple[str, str, str]]]:
-    """Per backend, start ``llmcodec serve`` on loopback (bench.server_load.ServerProcess) and run
+    """Per backend, start ``llmcodec serve`` on loopback (llmcodec.bench.server_load.ServerProcess) and run
     N = settings.clients real-time clients, stopping after the first N that is not real-time."""
     try:
         from . import server_load  # the server work's load generator
     except ImportError as e:
-        return [], [("server", "server load", f"bench.server_load is not importable ({e})")]
+        return [], [("server", "server load", f"llmcodec.bench.server_load is not importable ({e})")]
     from llmcodec.checkpoint import CONFIG_FILE, default_model_dir
     from llmcodec.config import CodecConfig
     cfg = CodecConfig.load(Path(model_dir or default_model_dir()) / CONFIG_FILE)
@@ -119,7 +119,7 @@ def server_sweep(settings: ServerSettings, model_dir: str | Path | None, export_
 
 def load_point(lv: Any, backend: str, seconds: float, block_size: int = 1920,
                sample_rate: int = 16000) -> LoadPoint:
-    """A ``bench.server_load.LevelResult`` (milliseconds) -> ``LoadPoint`` (seconds)."""
+    """A ``llmcodec.bench.server_load.LevelResult`` (milliseconds) -> ``LoadPoint`` (seconds)."""
     block_seconds = block_size / sample_rate
     expected = lv.streams * -(-int(round(seconds * sample_rate)) // block_size)  # whole blocks, ceil
     n = sum(lv.batch_sizes.values())
@@ -251,7 +251,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m llmcodec.bench.run_all", description=__doc__.split("\n")[0])
     add_arguments(p)
     return p
 
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = get_parser().parse_args(argv)
     try:
-        return run_args(args, command_line("python -m bench.run_all", args))
+        return run_args(args, command_line("python -m llmcodec.bench.run_all", args))
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

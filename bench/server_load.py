@@ -11,8 +11,8 @@ server's CPU use. It stops at the first N where more than ``--late-limit`` of
 the blocks are late (the machine no longer keeps up), then tries once between
 the last N that held and that one.
 
-    PYTHONPATH=. .venv/bin/python -m bench.server_load            # full: 10 s clips
-    PYTHONPATH=. .venv/bin/python -m bench.server_load --quick    # 3 s clips, N <= 8
+    .venv/bin/python -m llmcodec.bench.server_load            # full: 10 s clips
+    .venv/bin/python -m llmcodec.bench.server_load --quick    # 3 s clips, N <= 8
 
 The clients run in this process, on the same cores as the server.
 """
@@ -143,7 +143,7 @@ class ServerProcess:
 # ---- one level ---------------------------------------------------------------------------
 async def _level(url: str, clips: list[np.ndarray], block_s: float, chunk_ms: float,
                  token: str | None) -> tuple[list, list[str]]:
-    from stream.client import stream_pcm
+    from llmcodec.stream.client import stream_pcm
 
     async def one(i: int, clip: np.ndarray):
         await asyncio.sleep(random.Random(i).uniform(0, block_s))  # streams start at random phases
@@ -183,7 +183,7 @@ def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token
 
 # ---- main -----------------------------------------------------------------------------------
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.server_load", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m llmcodec.bench.server_load", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="3 s clips, at most 8 streams, 120 s budget")
     p.add_argument("--url", help="use a running server instead of starting one (CPU use is then not measured)")
     p.add_argument("--token", default=None, help="bearer token for --url")
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> LoadResult:
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     max_streams = args.max_streams or (8 if args.quick else 128)
     budget = args.budget or (120.0 if args.quick else 900.0)
-    command = "PYTHONPATH=. .venv/bin/python -m bench.server_load " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = ".venv/bin/python -m llmcodec.bench.server_load " + " ".join(sys.argv[1:] if argv is None else argv)
     result = LoadResult(backend=args.backend, model=args.model or "bundled", clip_seconds=seconds,
                         late_limit=args.late_limit, command=command.strip())
     server = None if args.url else ServerProcess(args.backend, args.model, args.max_batch, args.max_wait_ms)

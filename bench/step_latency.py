@@ -1,6 +1,6 @@
 """Per-block step latency of every backend present, by batch size and thread count.
 
-    PYTHONPATH=. .venv/bin/python -m bench.step_latency [--quick] [--model DIR] [--export DIR]
+    .venv/bin/python -m llmcodec.bench.step_latency [--quick] [--model DIR] [--export DIR]
 
 For each (batch B, threads) every available backend streams real speech
 through ``encode_step`` then ``decode_step`` (states carried, so attention
@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from stream.backend import Backend
+from llmcodec.stream.backend import Backend
 
 from .stats import Summary, interleave, paired_ratio, summarize
 
@@ -95,7 +95,7 @@ def export_cache_dir(model_dir: str | Path | None) -> Path:
     """Where the benchmark keeps an ONNX export of ``model_dir``: keyed by the model's files
     and the exporter's source, so a changed model or exporter exports again."""
     from llmcodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, default_model_dir
-    import export.onnx_export as ox
+    import llmcodec.export.onnx_export as ox
     d = Path(model_dir) if model_dir is not None else default_model_dir()
     h = hashlib.sha256()
     for p in (d / CONFIG_FILE, d / WEIGHTS_FILE, Path(ox.__file__)):
@@ -114,7 +114,7 @@ def ensure_export(model_dir: str | Path | None, export_dir: str | Path | None = 
     try:
         out = export_cache_dir(model_dir)
         if not all((out / f).is_file() for f in ("encoder.int8.onnx", "decoder.int8.onnx", "export.json")):
-            from export.onnx_export import export_model
+            from llmcodec.export.onnx_export import export_model
             log(f"exporting the model to ONNX (fp32 + int8) into {out}, once ...")
             root, level = logging.getLogger(), logging.getLogger().level
             root.setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice
@@ -136,14 +136,14 @@ def load_backend(name: str, model_dir: str | Path | None, export_dir: Path | Non
         if name in ("torch", "torch-cuda"):
             import torch
             from llmcodec.checkpoint import load_model
-            from stream.torch_backend import TorchBackend
+            from llmcodec.stream.torch_backend import TorchBackend
             if name == "torch-cuda" and not torch.cuda.is_available():
                 return Unavailable(name, "torch sees no CUDA device")
             device = "cuda" if name == "torch-cuda" else "cpu"
             return TorchBackend(load_model(model_dir, device=device), device=device)
         if export_dir is None:
             return Unavailable(name, export_reason)
-        from stream.onnx_backend import OnnxBackend
+        from llmcodec.stream.onnx_backend import OnnxBackend
         if name == "onnx-fp32":
             return OnnxBackend(export_dir, providers=["CPUExecutionProvider"], threads=threads)
         if name == "onnx-int8":
@@ -151,7 +151,7 @@ def load_backend(name: str, model_dir: str | Path | None, export_dir: Path | Non
         if name == "onnx-cuda":
             return OnnxBackend(export_dir, providers=["CUDAExecutionProvider"], threads=threads)
         if name == "tensorrt":
-            from stream.tensorrt_backend import TensorRTBackend
+            from llmcodec.stream.tensorrt_backend import TensorRTBackend
             return TensorRTBackend(export_dir, build=True)
     except Exception as e:  # noqa: BLE001 - ImportError, RuntimeError, ValueError: all "not here"
         return Unavailable(name, f"{type(e).__name__}: {e}".splitlines()[0][:200])
@@ -247,7 +247,7 @@ def run(settings: StepSettings = StepSettings(), model_dir: str | Path | None = 
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.step_latency", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m llmcodec.bench.step_latency", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="batches 1 and 16 on one thread, fewer blocks")
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--export", help="export directory with int8 graphs (default: a cached export)")

@@ -1,5 +1,5 @@
-"""Export: ONNX step graphs (``export.onnx_export``), their metadata
-(``export.metadata``, torch-free) and TensorRT engines (``export.tensorrt_build``).
+"""Export: ONNX step graphs (``llmcodec.export.onnx_export``), their metadata
+(``llmcodec.export.metadata``, torch-free) and TensorRT engines (``llmcodec.export.tensorrt_build``).
 
-Nothing is imported here, so runtimes can read ``export.metadata`` without torch.
+Nothing is imported here, so runtimes can read ``llmcodec.export.metadata`` without torch.
 """

@@ -12,7 +12,7 @@ wrapper modules, no ``forward`` swapping):
 
 Only the batch axis is dynamic. Weight norm is folded and the quantizer's
 projected tables (``table``, ``table_unit``) are constants in the graphs.
-``metadata_props`` hold the facts of :class:`export.metadata.GraphInfo`.
+``metadata_props`` hold the facts of :class:`llmcodec.export.metadata.GraphInfo`.
 
 Exporter: the dynamo exporter (``torch.onnx.export(dynamo=True)``, needs
 ``onnxscript``) exports all three graphs at torch 2.13, so it is used for
@@ -25,7 +25,7 @@ Runtime has loaded it.
 In the graphs, the attention's ``torch.stack`` of windows becomes
 Unsqueeze + Concat and the kernel-2s transposed convolution a MatMul + Pad +
 Add (no ConvTranspose); ONNX Runtime needs its extended graph optimizations
-(``ORT_ENABLE_ALL`` in ``stream.onnx_backend``): with basic ones only, a
+(``ORT_ENABLE_ALL`` in ``llmcodec.stream.onnx_backend``): with basic ones only, a
 step of the default model takes over twice as long.
 """
 from __future__ import annotations

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     from llmcodec.audio import save_audio
     from llmcodec.speech import speech_clip
     from llmcodec.tokens_io import TokenFile
-    from stream.backends import make_backend
-    from stream.buffer import decode_all, encode_all
-    from stream.client import stream_pcm
-    from stream.server import ServerConfig, ServerThread
+    from llmcodec.stream.backends import make_backend
+    from llmcodec.stream.buffer import decode_all, encode_all
+    from llmcodec.stream.client import stream_pcm
+    from llmcodec.stream.server import ServerConfig, ServerThread
 
     backend = make_backend(args.backend, args.model)
     facts, vocab = backend.facts, getattr(backend, "vocab", None)

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from export.int8 import Int8Settings, int8_fault, this_cpu
-from export.metadata import (TENSORRT_DIR, TOKENIZER_FILE, VOCAB_FILE, GraphInfo,
+from llmcodec.export.int8 import Int8Settings, int8_fault, this_cpu
+from llmcodec.export.metadata import (TENSORRT_DIR, TOKENIZER_FILE, VOCAB_FILE, GraphInfo,
                              onnx_file, read_manifest)
 
 from .backend import ModelFacts, State, check_codes

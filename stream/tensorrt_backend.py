@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.metadata import GraphInfo, engine_file, read_manifest
+from llmcodec.export.metadata import GraphInfo, engine_file, read_manifest
 
 from .backend import State, check_codes
 from .onnx_backend import facts_from_info
@@ -42,7 +42,7 @@ class TensorRTBackend:
         self.directory = Path(export_dir)
         manifest = read_manifest(self.directory)
         if build:
-            from export.tensorrt_build import build_engines
+            from llmcodec.export.tensorrt_build import build_engines
             build_engines(self.directory, max_batch=max_batch, fp16=fp16)
         self._trt, self._torch = trt, torch
         self.device = torch.device("cuda", device)

@@ -34,7 +34,7 @@ def speech_30s_file(tmp_path_factory, speech_30s) -> str:
 @pytest.fixture(scope="session")
 def default_backend():
     """The bundled default model behind the torch backend (loaded once)."""
-    from stream.backends import make_backend
+    from llmcodec.stream.backends import make_backend
     return make_backend("torch")
 
 
@@ -68,7 +68,7 @@ def real_token_differences(backend, wav: np.ndarray, got, want, tie: float = NEA
     want = [np.asarray(w).ravel() for w in want]
     if len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want)):
         return []
-    from bench.onnx_parity import torch_margins
+    from llmcodec.bench.onnx_parity import torch_margins
     margins = torch_margins(backend.model, wav)
     out, flips, total = [], 0, sum(w.size for w in want)
     for lvl, (g, w, m) in enumerate(zip(got, want, margins)):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import peers, report, run_all, stats, step_latency
+from llmcodec.bench import peers, report, run_all, stats, step_latency
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -211,7 +211,7 @@ def test_run_all_writes_tables_and_plots(tiny_dir, tmp_path, monkeypatch):
     section = paths["readme section"].read_text()
     assert section.startswith("## Benchmarks") and "latency_cdf.png" in section
     try:
-        import bench.server_load  # noqa: F401 - the server work's load generator
+        import llmcodec.bench.server_load  # noqa: F401 - the server work's load generator
     except ImportError:
         assert "server load" in missing
     else:
@@ -224,7 +224,7 @@ def test_run_all_writes_tables_and_plots(tiny_dir, tmp_path, monkeypatch):
 
 
 def test_load_point_from_level_result():
-    server_load = pytest.importorskip("bench.server_load", reason="the server work's bench.server_load is absent")
+    server_load = pytest.importorskip("llmcodec.bench.server_load", reason="the server work's llmcodec.bench.server_load is absent")
     P = server_load.Percentiles
     known = dict(streams=2, blocks=48, server_ms=P(10.0, 20.0, 130.0, 140.0), wire_ms=P(12.0, 30.0, 110.0, 119.0),
                  queue_ms=P(1.0, 2.0, 3.0, 4.0), compute_ms=P(5.0, 6.0, 7.0, 8.0), late_blocks=0,

@@ -13,23 +13,23 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from bench.onnx_parity import agreement, run_staggered, snr_db, stream_chunks
-from export import int8
-from export.int8 import Int8Settings
-from export.metadata import GraphInfo, read_manifest
+from llmcodec.bench.onnx_parity import agreement, run_staggered, snr_db, stream_chunks
+from llmcodec.export import int8
+from llmcodec.export.int8 import Int8Settings
+from llmcodec.export.metadata import GraphInfo, read_manifest
 from llmcodec.checkpoint import LoadedCodec
 from llmcodec.cli import main as cli
 from conftest import real_token_differences
-from stream.buffer import decode_all, encode_all
-from stream.onnx_backend import ExportVocab, OnnxBackend
-from stream.torch_backend import TorchBackend
+from llmcodec.stream.buffer import decode_all, encode_all
+from llmcodec.stream.onnx_backend import ExportVocab, OnnxBackend
+from llmcodec.stream.torch_backend import TorchBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory, tiny_model) -> Path:
-    from export.onnx_export import export_model
+    from llmcodec.export.onnx_export import export_model
     out = tmp_path_factory.mktemp("tiny_export")
     export_model(tiny_model, out, int8=True)
     return out
@@ -156,7 +156,7 @@ def test_io_binding_and_int8_variant_run(tiny_export, tiny_torch, speech_6s):
 def _requantize(src: Path, dst: Path, settings: "Int8Settings | None") -> Path:
     """A copy of export ``src`` whose int8 graphs use ``settings`` (None: recorded none)."""
     import shutil
-    from export.onnx_export import quantizer_nodes
+    from llmcodec.export.onnx_export import quantizer_nodes
     shutil.copytree(src, dst)
     for g in ("encoder", "decoder"):
         out = dst / f"{g}.int8.onnx"
@@ -262,8 +262,8 @@ def test_streams_without_torch(small_export, default_backend, tmp_path):
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         import numpy as np
-        from stream.onnx_backend import OnnxBackend
-        from stream.buffer import StreamingDecoder, StreamingEncoder
+        from llmcodec.stream.onnx_backend import OnnxBackend
+        from llmcodec.stream.buffer import StreamingDecoder, StreamingEncoder
         b = OnnxBackend({str(small_export)!r}, threads=1)
         wav = np.load({str(tmp_path / 'wav.npy')!r})
         enc, dec = StreamingEncoder(b), StreamingDecoder(b)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.protocol import (DECODE_PATH, ERRORS, STREAM_PATH, Close, End, ProtocolError, Ready, Start, Timing,
+from llmcodec.stream.protocol import (DECODE_PATH, ERRORS, STREAM_PATH, Close, End, ProtocolError, Ready, Start, Timing,
                              Tokens, close_reason, decode_pcm, parse_server_message, parse_start, parse_text,
                              parse_tokens)
 

@@ -22,10 +22,10 @@ import soxr
 from llmcodec.audio import load_audio
 from llmcodec.speech import speech_clip
 from conftest import real_token_differences
-from stream.buffer import decode_all, encode_all
-from stream.client import ConnectError, decode_codes, open_connection, stream_file, stream_pcm
-from stream.protocol import STREAM_PATH, Start
-from stream.server import ServerConfig, ServerThread
+from llmcodec.stream.buffer import decode_all, encode_all
+from llmcodec.stream.client import ConnectError, decode_codes, open_connection, stream_file, stream_pcm
+from llmcodec.stream.protocol import STREAM_PATH, Start
+from llmcodec.stream.server import ServerConfig, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +86,8 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
                                                  (48000, 2, "pcm_s16le")])
 def test_session_blocks_equal_offline_resampling(default_backend, rate, channels, fmt):
     """The session's blocks are the offline-loaded signal (down-mix, soxr HQ), zero-padded."""
-    from stream.client import to_bytes
-    from stream.session import Session
+    from llmcodec.stream.client import to_bytes
+    from llmcodec.stream.session import Session
     x = speech_clip(1.3, sample_rate=rate, start=7)  # ends mid-word: the resampler tail matters
     x = np.stack([x, -0.25 * x], axis=1) if channels == 2 else x
     if fmt == "pcm_s16le":
@@ -231,7 +231,7 @@ def test_ctrl_c_stop_ends_cleanly_with_the_prefix_tokens(server, default_backend
 
 
 def test_client_library_raises_the_servers_errors(server):
-    from stream.client import ServerError
+    from llmcodec.stream.client import ServerError
     with pytest.raises(ServerError) as e:
         asyncio.run(stream_pcm(server.url, speech_clip(0.2), 4000))
     assert e.value.code == "unsupported_rate" and "8000" in e.value.message
@@ -367,7 +367,7 @@ def test_serve_cli_starts_answers_health_and_stops_on_sigterm():
 def test_mic_without_an_input_device_is_a_clear_error(server, capsys):
     from llmcodec.commands import stream_client
     try:
-        from stream.mic import resolve_device
+        from llmcodec.stream.mic import resolve_device
         resolve_device(None)
         pytest.skip("this machine has an audio input device; the no-device error cannot be shown")
     except ValueError:

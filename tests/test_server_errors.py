@@ -15,10 +15,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from llmcodec.speech import speech_clip
 from conftest import real_token_differences
-from stream.buffer import encode_all
-from stream.client import stream_pcm
-from stream.protocol import DECODE_PATH, STREAM_PATH
-from stream.server import ServerConfig, ServerThread
+from llmcodec.stream.buffer import encode_all
+from llmcodec.stream.client import stream_pcm
+from llmcodec.stream.protocol import DECODE_PATH, STREAM_PATH
+from llmcodec.stream.server import ServerConfig, ServerThread
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

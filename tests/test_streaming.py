@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.buffer import StreamingDecoder, StreamingEncoder, decode_all, encode_all
+from llmcodec.stream.buffer import StreamingDecoder, StreamingEncoder, decode_all, encode_all
 
 
 @pytest.fixture(scope="module")

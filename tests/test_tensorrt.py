@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.onnx_parity import agreement, run_staggered, snr_db
-from stream.buffer import decode_all, encode_all
+from llmcodec.bench.onnx_parity import agreement, run_staggered, snr_db
+from llmcodec.stream.buffer import decode_all, encode_all
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory, tiny_model) -> Path:
-    from export.onnx_export import export_model
+    from llmcodec.export.onnx_export import export_model
     out = tmp_path_factory.mktemp("tiny_export_trt")
     export_model(tiny_model, out, graphs=("encoder", "decoder"))
     return out
@@ -35,8 +35,8 @@ def gpu():
 def test_missing_tensorrt_is_a_clear_error(tmp_path, capsys):
     if HAVE_TRT:
         pytest.skip("tensorrt is installed here; this checks the message on machines without it")
-    from export.tensorrt_build import build_engines
-    from stream.tensorrt_backend import TensorRTBackend
+    from llmcodec.export.tensorrt_build import build_engines
+    from llmcodec.stream.tensorrt_backend import TensorRTBackend
     with pytest.raises(ImportError, match="tensorrt"):
         build_engines(tmp_path)
     with pytest.raises(ImportError, match="tensorrt"):
@@ -48,7 +48,7 @@ def test_missing_tensorrt_is_a_clear_error(tmp_path, capsys):
 
 
 def test_engines_build_with_profile_and_caches(gpu, tiny_export):
-    from export.tensorrt_build import build_engines
+    from llmcodec.export.tensorrt_build import build_engines
     builds = build_engines(tiny_export, max_batch=8, opt_batch=4)
     assert [b.graph for b in builds] == ["encoder", "decoder"]
     assert all(b.path.is_file() and b.profile == (1, 4, 8) and not b.cached for b in builds)
@@ -58,10 +58,10 @@ def test_engines_build_with_profile_and_caches(gpu, tiny_export):
 
 
 def test_tensorrt_backend_matches_onnxruntime(gpu, tiny_export):
-    from export.tensorrt_build import build_engines
+    from llmcodec.export.tensorrt_build import build_engines
     from llmcodec.speech import speech_clip
-    from stream.onnx_backend import OnnxBackend
-    from stream.tensorrt_backend import TensorRTBackend
+    from llmcodec.stream.onnx_backend import OnnxBackend
+    from llmcodec.stream.tensorrt_backend import TensorRTBackend
     build_engines(tiny_export, max_batch=8, opt_batch=4)
     trt_b, ort_b = TensorRTBackend(tiny_export), OnnxBackend(tiny_export, providers=["CPUExecutionProvider"])
     wav = speech_clip(4.0, start=11)
@@ -80,10 +80,10 @@ def test_tensorrt_backend_matches_onnxruntime(gpu, tiny_export):
 
 
 def test_fp16_engine_runs(gpu, tiny_export):
-    from export.tensorrt_build import build_engines
+    from llmcodec.export.tensorrt_build import build_engines
     from llmcodec.speech import speech_clip
-    from stream.onnx_backend import OnnxBackend
-    from stream.tensorrt_backend import TensorRTBackend
+    from llmcodec.stream.onnx_backend import OnnxBackend
+    from llmcodec.stream.tensorrt_backend import TensorRTBackend
     build_engines(tiny_export, max_batch=4, fp16=True)
     b = TensorRTBackend(tiny_export, fp16=True)
     wav = speech_clip(3.0, start=5)

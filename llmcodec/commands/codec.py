@@ -23,7 +23,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _backend(args: argparse.Namespace):
-    from stream.backends import make_backend
+    from llmcodec.stream.backends import make_backend
     return make_backend(args.backend, args.model)
 
 
@@ -36,7 +36,7 @@ def _chunks(n: int, chunk: int):
 
 def encode_file(backend, path: str, chunk: int | None):
     from llmcodec.audio import load_audio
-    from stream.buffer import StreamingEncoder, encode_all
+    from llmcodec.stream.buffer import StreamingEncoder, encode_all
     facts = backend.facts
     wav, sr = load_audio(path, facts.sample_rate)
     if chunk is None:
@@ -52,7 +52,7 @@ def encode_file(backend, path: str, chunk: int | None):
 
 
 def decode_codes(backend, codes: list[np.ndarray], chunk: int | None) -> np.ndarray:
-    from stream.buffer import StreamingDecoder, decode_all
+    from llmcodec.stream.buffer import StreamingDecoder, decode_all
     if chunk is None:
         return decode_all(backend, codes)
     if chunk < 1:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.input}: sample_rate {tf.sample_rate} does not match the model's {facts.sample_rate}")
         codes = tf.arrays()
     from llmcodec.audio import save_audio
-    from stream.backend import check_codes
+    from llmcodec.stream.backend import check_codes
     check_codes(facts, [c[None, :] for c in codes], blocks=None)
     wav_out = decode_codes(backend, codes, args.chunk)[:tf.num_samples]
     save_audio(args.output, wav_out, facts.sample_rate)

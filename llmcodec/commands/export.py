@@ -21,11 +21,11 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 def int8_agreement(export_dir: Path, seconds: float = 10.0) -> str:
     """One line: how many of the int8 graphs' tokens equal the float32 graphs' on
     ``seconds`` of real speech, on this CPU (int8 is opt-in: it is not exact)."""
-    from bench.onnx_parity import agreement
-    from export.int8 import this_cpu
+    from llmcodec.bench.onnx_parity import agreement
+    from llmcodec.export.int8 import this_cpu
     from llmcodec.speech import speech_clip
-    from stream.buffer import encode_all
-    from stream.onnx_backend import OnnxBackend
+    from llmcodec.stream.buffer import encode_all
+    from llmcodec.stream.onnx_backend import OnnxBackend
     try:
         wav = speech_clip(seconds)
     except FileNotFoundError as e:
@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
     if args.fp16 and not args.tensorrt:
         raise ValueError("--fp16 applies to TensorRT engines: add --tensorrt")
     if args.tensorrt:  # fail before the slow export, not after
-        from export.tensorrt_build import _trt
+        from llmcodec.export.tensorrt_build import _trt
         try:
             _trt()
         except ImportError as e:
             raise ValueError(str(e)) from None
     import logging
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    from export.onnx_export import DEFAULT_OPSET, export_model
+    from llmcodec.export.onnx_export import DEFAULT_OPSET, export_model
     result = export_model(args.model, args.output, int8=args.int8,
                           opset=args.opset or DEFAULT_OPSET)
     for key, path in result.files.items():
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         print(int8_agreement(Path(args.output)))
     if args.tensorrt:
-        from export.tensorrt_build import build_engines
+        from llmcodec.export.tensorrt_build import build_engines
         for b in build_engines(args.output, max_batch=args.max_batch, fp16=args.fp16):
             print(f"{b.graph + ' engine':14s} {b.path}  profile {b.profile}  "
                   f"{'cached' if b.cached else f'{b.seconds:.1f} s'}")

@@ -28,9 +28,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream.backends import make_backend
-    from stream.protocol import DEFAULT_MAX_MESSAGE_BYTES
-    from stream.server import ServerConfig, run_server
+    from llmcodec.stream.backends import make_backend
+    from llmcodec.stream.protocol import DEFAULT_MAX_MESSAGE_BYTES
+    from llmcodec.stream.server import ServerConfig, run_server
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -66,7 +66,7 @@ class Printer:
 def summary(results, out=None) -> None:
     """Latency summary over one or more StreamResults (to ``out``, default the current stdout)."""
     out = out if out is not None else sys.stdout  # not bound at import: stdout may be replaced
-    from stream.client import LatencySummary
+    from llmcodec.stream.client import LatencySummary
     blocks = [b for r in results for b in r.blocks]
     if not blocks:
         print("no blocks received", file=out)
@@ -96,7 +96,7 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 
 async def _stream_file(args: argparse.Namespace) -> int:
-    from stream.client import read_audio_file, stream_pcm
+    from llmcodec.stream.client import read_audio_file, stream_pcm
     pcm, rate, fmt = read_audio_file(args.input)
     fmt = fmt if args.format == "auto" else args.format
     returns = ["tokens", "text"] + (["audio"] if args.audio_out else [])
@@ -127,8 +127,8 @@ async def _stream_file(args: argparse.Namespace) -> int:
 
 
 async def _mic(args: argparse.Namespace) -> int:
-    from stream.client import ConnectError, ServerError, stream_chunks
-    from stream.mic import MicCapture
+    from llmcodec.stream.client import ConnectError, ServerError, stream_chunks
+    from llmcodec.stream.mic import MicCapture
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +171,7 @@ async def _mic(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "mic" and args.list_devices:
-        from stream.mic import input_devices
+        from llmcodec.stream.mic import input_devices
         devices = input_devices()
         for d in devices:
             print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['sample_rate']} Hz)")
@@ -179,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
             print("no input devices")
         return 0
     if args.command == "mic":
-        from stream.mic import resolve_device
+        from llmcodec.stream.mic import resolve_device
         resolve_device(int(args.device) if args.device and args.device.isdigit() else args.device)
-    from stream.client import ConnectError, ServerError
+    from llmcodec.stream.client import ConnectError, ServerError
     try:
         return asyncio.run(_stream_file(args) if args.command == "stream" else _mic(args))
     except (ConnectError, ServerError) as e:
