@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmcodec.stream.backends import BACKENDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -187,7 +189,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="3 s clips, at most 8 streams, 120 s budget")
     p.add_argument("--url", help="use a running server instead of starting one (CPU use is then not measured)")
     p.add_argument("--token", default=None, help="bearer token for --url")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--model", default=None, help="model or export directory (default: bundled)")
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--max-wait-ms", type=float, default=5.0)

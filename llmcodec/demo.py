@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llmcodec.stream.backends import BACKENDS
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-ms", type=float, default=20.0)
     p.add_argument("--fast", action="store_true", help="do not pace in real time")
     p.add_argument("--model", default=None, help="model or export directory (default: bundled)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--out", default="demo_out")
     args = p.parse_args(argv)
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmcodec.stream.server import ServerConfig, ServerThread
 
     backend = make_backend(args.backend, args.model)
-    facts, vocab = backend.facts, getattr(backend, "vocab", None)
+    facts, vocab = backend.facts, backend.vocab
     print(f"model {facts.name} ({args.backend}), LLM vocabulary {facts.llm_name}: "
           f"{facts.block_size} samples = {facts.block_seconds * 1000:.0f} ms per block, "
           f"tokens/block {facts.tokens_per_block}, {facts.tokens_per_second:.2f} tokens/s")

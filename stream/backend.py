@@ -7,9 +7,12 @@ need torch. States are ordered ``dict[str, np.ndarray]`` with the batch first;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from llmcodec.export.metadata import GraphInfo
 
 State = dict[str, np.ndarray]
 
@@ -36,9 +39,38 @@ class ModelFacts:
         return self.block_size / self.sample_rate
 
 
+class TokenText(Protocol):
+    """The LLM token forms of codes (``llmcodec.vocab.Vocabulary``, or ``ExportVocab``
+    without torch). Level 0 codes index whole words; levels 1 and 2 are token ids."""
+
+    llm_name: str
+    vocab_size: int
+
+    def level_size(self, level: int) -> int: ...
+
+    def codes_to_token_ids(self, level: int, codes: Any) -> list[int]: ...
+
+    def token_ids_to_codes(self, level: int, ids: Any) -> list[int]: ...
+
+    def codes_to_text(self, level: int, codes: Any) -> str: ...
+
+    def text_to_codes(self, level: int, text: str) -> list[int]: ...
+
+
 class Backend(Protocol):
+    """What the server, the clients' offline paths and the benchmarks need of a runtime."""
+
     name: str
     facts: ModelFacts
+
+    @property
+    def vocab(self) -> TokenText | None:
+        """The model's LLM vocabulary (None: a model without one; codes only)."""
+        ...
+
+    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
+        """Per-row state shapes of ``part`` (``encoder`` or ``decoder``), without the batch axis."""
+        ...
 
     def init_encoder_state(self, batch: int) -> State: ...
 
@@ -51,6 +83,34 @@ class Backend(Protocol):
     def decode_step(self, codes: list[np.ndarray], state: State) -> tuple[np.ndarray, State]:
         """codes int64 [B, n_l] per level -> pcm float32 [B, block_size], new state."""
         ...
+
+
+def facts_from_info(info: "GraphInfo") -> ModelFacts:
+    """The facts an exported step graph describes (``llmcodec.export.metadata.GraphInfo``)."""
+    return ModelFacts(info.model_name, info.sample_rate, info.block_size, info.hop,
+                      info.vq_strides, info.tokens_per_block, info.level_sizes, info.llm_name)
+
+
+def check_pcm(facts: ModelFacts, pcm: np.ndarray) -> np.ndarray:
+    """``pcm`` as contiguous float32 ``[B, block_size]``, or a clear error."""
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 2 or pcm.shape[1] != facts.block_size:
+        raise ValueError(f"encode_step takes pcm [B, {facts.block_size}], got shape {pcm.shape}")
+    return np.ascontiguousarray(pcm, dtype=np.float32)
+
+
+def check_state(part: str, shapes: dict[str, tuple[int, ...]], state: State, batch: int) -> State:
+    """``state`` checked against the per-row ``shapes`` at ``batch`` rows, as contiguous float32."""
+    if set(state) != set(shapes):
+        missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+        raise ValueError(f"{part} state does not fit this model: missing {missing[:3]}, "
+                         f"unexpected {extra[:3]} (use init_{part}_state)")
+    out = {}
+    for k, v in state.items():
+        if v.shape != (batch, *shapes[k]):
+            raise ValueError(f"{part} state {k!r} has shape {v.shape}, expected {(batch, *shapes[k])}")
+        out[k] = np.ascontiguousarray(v, dtype=np.float32)
+    return out
 
 
 def stack_states(states: list[State]) -> State:

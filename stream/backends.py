@@ -1,22 +1,24 @@
-"""Pick a backend by name."""
+"""The registry of backends: every backend name is defined here once."""
 from __future__ import annotations
 
 from .backend import Backend
 
+BACKENDS = ("torch", "onnx", "tensorrt")  # `--backend` choices everywhere
+# which directory each one reads: a model directory or an export directory
+NEEDS_EXPORT = {"torch": False, "onnx": True, "tensorrt": True}
+
 
 def make_backend(name: str, model: str | None = None, **kwargs) -> Backend:
-    """``torch`` (model directory) or ``onnx``/``tensorrt`` (export directory)."""
+    """``torch`` (a model directory, None: the bundled default) or ``onnx``/``tensorrt``
+    (an export directory)."""
     if name == "torch":
         from llmcodec.checkpoint import load_model
         from .torch_backend import TorchBackend
-        loaded = load_model(model)
-        b = TorchBackend(loaded, **kwargs)
-        b.vocab = loaded.vocab
-        return b
+        return TorchBackend(load_model(model), **kwargs)
     if name == "onnx":
-        from .onnx_backend import OnnxBackend  # added by the export work
+        from .onnx_backend import OnnxBackend
         return OnnxBackend(model, **kwargs)
     if name == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
         return TensorRTBackend(model, **kwargs)
-    raise ValueError(f"unknown backend {name!r}; accepted: torch, onnx, tensorrt")
+    raise ValueError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")

@@ -19,18 +19,13 @@ import numpy as np
 import onnxruntime as ort
 
 from llmcodec.export.int8 import Int8Settings, int8_fault, this_cpu
-from llmcodec.export.metadata import (TENSORRT_DIR, TOKENIZER_FILE, VOCAB_FILE, GraphInfo,
-                             onnx_file, read_manifest)
+from llmcodec.export.metadata import TENSORRT_DIR, GraphInfo, onnx_file, read_manifest
+from llmcodec.export.vocab import ExportVocab, load_export_vocab
 
-from .backend import ModelFacts, State, check_codes
+from .backend import State, check_codes, check_pcm, check_state, facts_from_info
 
 PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 ProviderSpec = str | tuple[str, dict[str, Any]]
-
-
-def facts_from_info(info: GraphInfo) -> ModelFacts:
-    return ModelFacts(info.model_name, info.sample_rate, info.block_size, info.hop,
-                      info.vq_strides, info.tokens_per_block, info.level_sizes, info.llm_name)
 
 
 class OnnxBackend:
@@ -89,7 +84,7 @@ class OnnxBackend:
         on_gpu = self.providers[0] != "CPUExecutionProvider"
         self.io_binding = on_gpu if io_binding is None else bool(io_binding)
         self._out_device = "cuda" if on_gpu else "cpu"
-        self._vocab: Any = False  # loaded on first use
+        self._vocab: ExportVocab | None | bool = False  # loaded on first use
 
     # ---- providers -----------------------------------------------------------------
     def _providers(self, requested: Sequence[ProviderSpec] | None, graph: str) -> list[ProviderSpec]:
@@ -139,17 +134,11 @@ class OnnxBackend:
 
     # ---- vocabulary (torch-free) -------------------------------------------------------
     @property
-    def vocab(self) -> "ExportVocab | None":
+    def vocab(self) -> ExportVocab | None:
         """Token names from the export's ``vocab.json`` + ``tokenizer.json`` (None if absent)."""
         if self._vocab is False:
-            d = self.directory
-            ok = (d / VOCAB_FILE).is_file() and (d / TOKENIZER_FILE).is_file()
-            self._vocab = ExportVocab.load(d) if ok else None
+            self._vocab = load_export_vocab(self.directory)
         return self._vocab
-
-    @vocab.setter
-    def vocab(self, value: Any) -> None:
-        self._vocab = value
 
     # ---- Backend protocol ----------------------------------------------------------------
     def init_encoder_state(self, batch: int) -> State:
@@ -158,12 +147,12 @@ class OnnxBackend:
     def init_decoder_state(self, batch: int) -> State:
         return self.info["decoder"].zero_state(batch)
 
+    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
+        return dict(self.info[part].state_shapes)
+
     def encode_step(self, pcm: np.ndarray, state: State) -> tuple[list[np.ndarray], State]:
-        pcm = np.asarray(pcm)
-        if pcm.ndim != 2 or pcm.shape[1] != self.facts.block_size:
-            raise ValueError(f"encode_step takes pcm [B, {self.facts.block_size}], got shape {pcm.shape}")
-        feeds = {"pcm": np.ascontiguousarray(pcm, dtype=np.float32)}
-        outs = self._run("encoder", feeds, state, pcm.shape[0])
+        pcm = check_pcm(self.facts, pcm)
+        outs = self._run("encoder", {"pcm": pcm}, state, pcm.shape[0])
         n = len(self.facts.tokens_per_block)
         return outs[:n], dict(zip(self.info["encoder"].state_names, outs[n:]))
 
@@ -175,16 +164,7 @@ class OnnxBackend:
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray], state: State, batch: int) -> list[np.ndarray]:
         info = self.info[graph]
-        if set(state) != set(info.state_names):
-            missing = sorted(set(info.state_names) - set(state))
-            extra = sorted(set(state) - set(info.state_names))
-            raise ValueError(f"{graph} state does not fit this model: missing {missing[:3]}, "
-                             f"unexpected {extra[:3]} (use init_{graph}_state)")
-        for k, v in state.items():
-            if v.shape != (batch, *info.state_shapes[k]):
-                raise ValueError(f"{graph} state {k!r} has shape {v.shape}, expected "
-                                 f"{(batch, *info.state_shapes[k])}")
-            feeds[k] = np.ascontiguousarray(v, dtype=np.float32)
+        feeds.update(check_state(graph, info.state_shapes, state, batch))
         sess = self.sessions[graph]
         if not self.io_binding:
             return sess.run(info.output_names, feeds)
@@ -195,91 +175,3 @@ class OnnxBackend:
             binding.bind_output(k, self._out_device, self.device_id if self._out_device != "cpu" else 0)
         sess.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
-
-
-class ExportVocab:
-    """Torch-free token names of an export directory (same forms as ``llmcodec.vocab.Vocabulary``):
-    level 0 codes index whole words (1 or 2 LLM tokens each), levels 1 and 2 are token ids."""
-
-    def __init__(self, meta: dict, tokenizer: Any):
-        self.llm_name: str = meta["llm_name"]
-        self.vocab_size: int = int(meta["vocab_size"])
-        self.words: tuple[str, ...] = tuple(meta["words"])
-        self.word_token_ids = tuple(tuple(int(i) for i in ids) for ids in meta["word_token_ids"])
-        self.tokenizer = tokenizer
-        pieces = tokenizer.get_vocab(with_added_tokens=True)
-        self._pieces = [""] * self.vocab_size
-        for piece, idx in pieces.items():
-            if 0 <= idx < self.vocab_size:
-                self._pieces[idx] = piece
-        self._piece_to_id = dict(pieces)
-        self._word_to_code = {w: k for k, w in enumerate(self.words)}
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "ExportVocab":
-        import tokenizers
-        d = Path(directory)
-        meta = json.loads((d / VOCAB_FILE).read_text(encoding="utf-8"))
-        return cls(meta, tokenizers.Tokenizer.from_file(str(d / TOKENIZER_FILE)))
-
-    @property
-    def num_words(self) -> int:
-        return len(self.words)
-
-    def level_size(self, level: int) -> int:
-        return self.num_words if self._level(level) == 0 else self.vocab_size
-
-    @staticmethod
-    def _level(level: int) -> int:
-        if not isinstance(level, (int, np.integer)) or isinstance(level, bool) or not 0 <= level < 3:
-            raise ValueError(f"level must be an int in [0, 2], got {level!r}")
-        return int(level)
-
-    def _ints(self, values: Any, size: int, what: str) -> list[int]:
-        arr = np.asarray(values)
-        if arr.size == 0:
-            return []
-        if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise ValueError(f"{what}s must be a 1-D sequence of ints, got {arr.dtype} {arr.shape}")
-        if arr.min() < 0 or arr.max() >= size:
-            raise ValueError(f"{what}s must be in [0, {size - 1}], got {arr.min()}..{arr.max()}")
-        return [int(v) for v in arr]
-
-    def codes_to_token_ids(self, level: int, codes: Any) -> list[int]:
-        values = self._ints(codes, self.level_size(level), f"level-{level} code")
-        if level == 0:
-            return [i for c in values for i in self.word_token_ids[c]]
-        return values
-
-    def token_ids_to_codes(self, level: int, ids: Any) -> list[int]:
-        values = self._ints(ids, self.vocab_size, "token id")
-        if self._level(level) != 0:
-            return values
-        codes = self.text_to_codes(0, self.tokenizer.decode(values, skip_special_tokens=False))
-        if self.codes_to_token_ids(0, codes) != values:
-            raise ValueError("level-0 token ids are not the word-wise tokenization of their text")
-        return codes
-
-    def codes_to_text(self, level: int, codes: Any) -> str:
-        values = self._ints(codes, self.level_size(level), f"level-{level} code")
-        if level == 0:
-            return "".join(" " + self.words[c] for c in values)
-        return " ".join(self._pieces[c] for c in values)
-
-    def text_to_codes(self, level: int, text: str) -> list[int]:
-        level = self._level(level)
-        if text == "":
-            return []
-        if level == 0:
-            if not text.startswith(" "):
-                raise ValueError(f"level-0 text must start with a space, got {text[:40]!r}")
-            table, items, what = self._word_to_code, text[1:].split(" "), "level-0 word"
-        else:
-            table, items, what = self._piece_to_id, text.split(" "), f"{self.llm_name} token piece"
-        out = []
-        for pos, item in enumerate(items):
-            if item not in table:
-                raise ValueError(f"{item!r} at position {pos} is not a {what}")
-            out.append(table[item])
-        return out
-

@@ -64,7 +64,7 @@ class StreamServer:
         self.backend = backend
         self.config = config
         self.facts = backend.facts
-        self.vocab = getattr(backend, "vocab", None)
+        self.vocab = backend.vocab
         self.metrics = ServerMetrics()
         self.sessions: dict[str, Session] = {}
         self.draining = False

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from llmcodec.export.metadata import GraphInfo, engine_file, read_manifest
+from llmcodec.export.vocab import ExportVocab, load_export_vocab
 
-from .backend import State, check_codes
-from .onnx_backend import facts_from_info
+from .backend import State, check_codes, check_pcm, check_state, facts_from_info
 
 
 class TensorRTBackend:
@@ -49,6 +49,7 @@ class TensorRTBackend:
         self.info = {g: GraphInfo.from_props(manifest["graphs"][g], g) for g in ("encoder", "decoder")}
         self.facts = facts_from_info(self.info["encoder"])
         self.fp16 = fp16
+        self.vocab: ExportVocab | None = load_export_vocab(self.directory)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._stream = torch.cuda.Stream(device=self.device)
@@ -78,11 +79,12 @@ class TensorRTBackend:
     def init_decoder_state(self, batch: int) -> State:
         return self.info["decoder"].zero_state(batch)
 
+    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
+        return dict(self.info[part].state_shapes)
+
     def encode_step(self, pcm: np.ndarray, state: State) -> tuple[list[np.ndarray], State]:
-        pcm = np.asarray(pcm)
-        if pcm.ndim != 2 or pcm.shape[1] != self.facts.block_size:
-            raise ValueError(f"encode_step takes pcm [B, {self.facts.block_size}], got shape {pcm.shape}")
-        outs = self._run("encoder", {"pcm": pcm.astype(np.float32, copy=False)}, state, pcm.shape[0])
+        pcm = check_pcm(self.facts, pcm)
+        outs = self._run("encoder", {"pcm": pcm}, state, pcm.shape[0])
         n = len(self.facts.tokens_per_block)
         codes = [o.astype(np.int64, copy=False) for o in outs[:n]]
         return codes, dict(zip(self.info["encoder"].state_names, outs[n:]))
@@ -98,13 +100,7 @@ class TensorRTBackend:
         if batch > self.max_batch[graph]:
             raise ValueError(f"batch {batch} exceeds the engine's profile maximum "
                              f"{self.max_batch[graph]} (rebuild with --max-batch)")
-        if set(state) != set(info.state_names):
-            raise ValueError(f"{graph} state does not fit this model (use init_{graph}_state)")
-        for k, v in state.items():
-            if v.shape != (batch, *info.state_shapes[k]):
-                raise ValueError(f"{graph} state {k!r} has shape {v.shape}, expected "
-                                 f"{(batch, *info.state_shapes[k])}")
-            feeds[k] = v
+        feeds.update(check_state(graph, info.state_shapes, state, batch))
         engine, ctx = self.engines[graph], self.contexts[graph]
         keep = []  # device tensors must outlive the launch
         with torch.cuda.stream(self._stream):

@@ -24,6 +24,7 @@ class TorchBackend:
         self.model = self.loaded.model
         self.device = torch.device(device)
         self.facts = facts_of(self.loaded)
+        self.vocab = self.loaded.vocab  # llmcodec.vocab.Vocabulary, or None
         if not self.model.cfg.causal:
             raise ValueError(f"model {self.model.cfg.name!r} is not causal and cannot stream")
 
@@ -37,6 +38,10 @@ class TorchBackend:
 
     def init_encoder_state(self, batch: int) -> State:
         return self._to_numpy(self.model.init_encoder_state(batch, self.device))
+
+    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
+        layer = {"encoder": self.model.encoder, "decoder": self.model.decoder}[part]
+        return {k: tuple(v) for k, v in layer.state_shapes().items()}
 
     def init_decoder_state(self, batch: int) -> State:
         return self._to_numpy(self.model.init_decoder_state(batch, self.device))

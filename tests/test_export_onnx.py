@@ -21,7 +21,8 @@ from llmcodec.checkpoint import LoadedCodec
 from llmcodec.cli import main as cli
 from conftest import real_token_differences
 from llmcodec.stream.buffer import decode_all, encode_all
-from llmcodec.stream.onnx_backend import ExportVocab, OnnxBackend
+from llmcodec.export.vocab import ExportVocab
+from llmcodec.stream.onnx_backend import OnnxBackend
 from llmcodec.stream.torch_backend import TorchBackend
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from llmcodec.stream.backends import BACKENDS
+
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "info":
         p.add_argument("--model", help="model directory (default: the bundled model)")
-        p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+        p.add_argument("--backend", default="torch", choices=BACKENDS)
         return
     p.add_argument("input", help={"decode": "token JSON file"}.get(name, "audio file (any rate, any channels)"))
     p.add_argument("-o", "--output", required=True,
@@ -19,7 +21,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=None,
                    help="stream in chunks of N samples (decode: N level-3 tokens) instead of offline")
     p.add_argument("--model", help="model directory or export directory (default: the bundled model)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
 
 
 def _backend(args: argparse.Namespace):
@@ -72,7 +74,7 @@ def decode_codes(backend, codes: list[np.ndarray], chunk: int | None) -> np.ndar
 def run(args: argparse.Namespace) -> int:
     from llmcodec.tokens_io import TokenFile
     backend = _backend(args)
-    facts, vocab = backend.facts, getattr(backend, "vocab", None)
+    facts, vocab = backend.facts, backend.vocab
     if args.command == "info":
         print(json.dumps({**facts.__dict__, "tokens_per_second": facts.tokens_per_second,
                           "backend": backend.name}, indent=2))

@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 
+from llmcodec.stream.backends import BACKENDS
+
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port; default 8765)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--model", help="model directory (torch) or export directory (onnx/tensorrt); default: bundled")
     p.add_argument("--max-batch", type=int, default=16, help="most streams in one batched step (default 16)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
