@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import Backend, split_states, stack_states
+from .backend import Backend, State, split_states, stack_states
 from .metrics import ServerMetrics
 from .protocol import ProtocolError
-from .session import Block, CodesJob, Session, StepResult
+from .session import Block, CodesJob, Sched, Session, StepResult
 
 log = logging.getLogger("llmcodec.batcher")
 
@@ -50,7 +50,7 @@ class Batcher:
 
     # ---- called by connection handlers (event loop) --------------------------
     def submit(self, session: Session, jobs: list[Block | CodesJob]) -> None:
-        if not jobs or session.removed or session.failed:
+        if not jobs or session.dropped:
             return
         session.pending.extend(jobs)
         self._sessions.add(session)
@@ -61,12 +61,12 @@ class Batcher:
         """Forget a session (its connection is gone); an in-flight result is dropped."""
         session.close()
         self._sessions.discard(session)
-        if session.queued:
+        if session.sched is Sched.QUEUED:
             try:
                 self._ready.remove(session)
             except ValueError:
                 pass
-            session.queued = False
+            session.sched = Sched.IDLE
         self._update_depth()
 
     @property
@@ -74,8 +74,8 @@ class Batcher:
         return sum(len(s.pending) for s in self._ready)
 
     def _mark_ready(self, s: Session) -> None:
-        if s.pending and not s.in_flight and not s.queued and not s.removed:
-            s.queued = True
+        if s.pending and s.sched is Sched.IDLE and not s.dropped:
+            s.sched = Sched.QUEUED
             self._ready.append(s)
             self._wake.set()
 
@@ -118,34 +118,40 @@ class Batcher:
             batch: list[Session] = []
             while self._ready and len(batch) < self.max_batch:
                 s = self._ready.popleft()
-                s.queued = False
-                if s.pending and not s.removed:
+                s.sched = Sched.IDLE
+                if s.pending and not s.dropped:
                     batch.append(s)
             if not batch:
                 continue
             jobs = [s.pending.popleft() for s in batch]
             for s in batch:
-                s.in_flight = True
+                s.sched = Sched.IN_FLIGHT
             self._update_depth()
+            states = [(s.enc_state, s.dec_state) for s in batch]  # handed to the worker, returned new
             try:
-                results = await loop.run_in_executor(self._executor, self._step, batch, jobs)
+                results, new_states = await loop.run_in_executor(self._executor, self._step, states, jobs,
+                                                                 [s.wants_audio for s in batch])
             except Exception as e:  # a model failure ends the sessions in the step, not the server
                 log.exception("batched step failed")
-                results = None
+                results = new_states = None
                 for s in batch:
-                    if not s.removed:
-                        s.fail(ProtocolError("internal", f"the model step failed: {type(e).__name__}: {e}"))
+                    s.fail(ProtocolError("internal", f"the model step failed: {type(e).__name__}: {e}"))
             finally:
                 self.steps += 1
             for i, s in enumerate(batch):
-                s.in_flight = False
+                s.sched = Sched.IDLE
                 if results is not None:
+                    s.enc_state, s.dec_state = new_states[i]
                     s.deliver(results[i])
                 self._mark_ready(s)
             self._update_depth()
 
-    def _step(self, sessions: list[Session], jobs: list[Block | CodesJob]) -> list[StepResult]:
-        """Worker thread: one encode step and/or one decode step over the gathered rows."""
+    def _step(self, states: list[tuple[State | None, State | None]], jobs: list[Block | CodesJob],
+              wants_audio: list[bool]) -> tuple[list[StepResult], list[tuple[State | None, State | None]]]:
+        """Worker thread: one encode step and/or one decode step over the gathered rows. Reads
+        only its arguments (each row's encoder and decoder state) and returns the results and
+        the new states; the event loop stores them (no session field is written here)."""
+        new_states = [list(st) for st in states]
         t0 = time.monotonic()
         n = len(jobs)
         codes_out: list[list[np.ndarray] | None] = [None] * n
@@ -153,28 +159,29 @@ class Batcher:
         enc = [i for i, j in enumerate(jobs) if isinstance(j, Block)]
         if enc:
             pcm = np.stack([jobs[i].pcm for i in enc])
-            state = stack_states([sessions[i].enc_state for i in enc])
+            state = stack_states([states[i][0] for i in enc])
             t = time.monotonic()
             codes, new = self.backend.encode_step(pcm, state)
             self.metrics.step_seconds.labels("encode").observe(time.monotonic() - t)
             self.metrics.batch_size.labels("encode").observe(len(enc))
             for r, (i, st) in enumerate(zip(enc, split_states(new))):
-                sessions[i].enc_state = st
+                new_states[i][0] = st
                 codes_out[i] = [np.asarray(c[r]) for c in codes]
         dec = [i for i, j in enumerate(jobs)
-               if isinstance(j, CodesJob) or (sessions[i].wants_audio and codes_out[i] is not None)]
+               if isinstance(j, CodesJob) or (wants_audio[i] and codes_out[i] is not None)]
         if dec:
             rows = [jobs[i].codes if isinstance(jobs[i], CodesJob) else [c[None, :] for c in codes_out[i]]
                     for i in dec]
             codes_in = [np.concatenate([r[l] for r in rows]) for l in range(len(rows[0]))]
-            state = stack_states([sessions[i].dec_state for i in dec])
+            state = stack_states([states[i][1] for i in dec])
             t = time.monotonic()
             pcm, new = self.backend.decode_step(codes_in, state)
             self.metrics.step_seconds.labels("decode").observe(time.monotonic() - t)
             self.metrics.batch_size.labels("decode").observe(len(dec))
             for r, (i, st) in enumerate(zip(dec, split_states(new))):
-                sessions[i].dec_state = st
+                new_states[i][1] = st
                 audio_out[i] = np.asarray(pcm[r], dtype=np.float32)
         t1 = time.monotonic()
-        return [StepResult(j.seq, codes_out[i], audio_out[i], getattr(j, "input_samples", 0),
-                           j.t_ready, t0, t1, n) for i, j in enumerate(jobs)]
+        return ([StepResult(j.seq, codes_out[i], audio_out[i], getattr(j, "input_samples", 0),
+                            j.t_ready, t0, t1, n) for i, j in enumerate(jobs)],
+                [(e, d) for e, d in new_states])

@@ -31,7 +31,7 @@ from .metrics import ServerMetrics
 from .protocol import (DECODE_PATH, DEFAULT_MAX_MESSAGE_BYTES, HEALTH_PATH, METRICS_PATH, PROTOCOL_VERSION,
                        STREAM_PATH, WS_PATHS, Audio, End, ProtocolError, Ready, Timing, Tokens, close_reason,
                        parse_start, parse_text, parse_tokens)
-from .session import Outgoing, Session, StepResult
+from .session import Outgoing, Phase, Session, StepResult
 
 log = logging.getLogger("llmcodec.server")
 
@@ -114,14 +114,14 @@ class StreamServer:
         log.info("server closed")
 
     async def _drain(self, s: Session) -> None:
-        if s.ended or s.failed or s.removed:
+        if not s.accepting:  # ended, failed or closed already
             return
-        s.accepting = False
+        s.drain()
         try:
             await asyncio.wait_for(s.wait_idle(), self.config.drain_timeout)
         except TimeoutError:
             pass
-        if not (s.failed or s.removed or s.ended):
+        if s.phase is Phase.DRAINING:
             s.fail(ProtocolError("going_away", f"the server is shutting down; all {s.delivered} complete "
                                  "block(s) were sent, audio after the last complete block was not encoded"))
 
@@ -285,15 +285,13 @@ class StreamServer:
                     raise ProtocolError("unexpected_message", f"end takes no fields, got {sorted(set(d) - {'type'})}")
                 if s.endpoint == STREAM_PATH:
                     self.batcher.submit(s, s.finish(now))
-                s.ended = True
-                s.accepting = False
+                s.end()
                 await s.wait_idle()
-                if not (s.failed or s.removed):
+                if not s.dropped:
                     s.out.put_nowait(Outgoing("end", blocks=s.next_seq))
                 return
             except ProtocolError as e:
-                if not (s.failed or s.removed):
-                    s.fail(e)
+                s.fail(e)  # nothing if the session already failed or closed
                 return
 
     def _message(self, s: Session, r: StepResult) -> tuple[str, bytes | None]:

@@ -8,6 +8,7 @@ connection's sender task.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import time
 from collections import deque
@@ -66,8 +67,40 @@ class Outgoing:
     error: Any = None  # ProtocolError
 
 
+class Phase(enum.Enum):
+    """A session's lifecycle; changed only by the methods named in :data:`TRANSITIONS`."""
+
+    OPEN = "open"  # taking input
+    ENDING = "ending"  # the client sent end: no more input; queued blocks still finish
+    DRAINING = "draining"  # the server is shutting down: no more input
+    FAILED = "failed"  # an error was queued for the sender: further results are dropped
+    CLOSED = "closed"  # the connection is gone: pending work and results are dropped
+
+
+# phase -> the phases it may move to (Session._to enforces it)
+TRANSITIONS = {
+    Phase.OPEN: {Phase.ENDING, Phase.DRAINING, Phase.FAILED, Phase.CLOSED},
+    Phase.ENDING: {Phase.FAILED, Phase.CLOSED},
+    Phase.DRAINING: {Phase.FAILED, Phase.CLOSED},
+    Phase.FAILED: {Phase.CLOSED},
+    Phase.CLOSED: set(),
+}
+
+
+class Sched(enum.Enum):
+    """Where a session stands with the batcher (written by the batcher, on the event loop only)."""
+
+    IDLE = "idle"  # nothing queued for a step
+    QUEUED = "queued"  # in the batcher's ready queue
+    IN_FLIGHT = "in_flight"  # one of its jobs is in the running step
+
+
 class Session:
-    """Per-connection state for /v1/stream (``kind == "encode"``) or /v1/decode."""
+    """Per-connection state for /v1/stream (``kind == "encode"``) or /v1/decode.
+
+    Everything here is read and written on the event loop; the batcher's worker thread
+    only reads the states it is handed and returns the new ones (``Batcher._step``).
+    """
 
     def __init__(self, endpoint: str, start: Start, facts: ModelFacts,
                  enc_state: State | None, dec_state: State | None):
@@ -87,17 +120,37 @@ class Session:
         self.samples_in = 0  # input samples (per channel, client rate)
         self.next_seq = 0  # blocks created
         self.delivered = 0  # results handed to the sender
-        self.ended = False  # the client sent end
-        self.accepting = True  # False once the server drains or the session failed
-        self.removed = False  # the connection is gone: drop results
-        self.failed = False  # an error was queued: drop results
+        self.phase = Phase.OPEN
         # batcher bookkeeping
         self.pending: deque[Block | CodesJob] = deque()
-        self.in_flight = False
-        self.queued = False
+        self.sched = Sched.IDLE
         self.out: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
+
+    # ---- the lifecycle (the only writers of ``phase``) ---------------------------
+    def _to(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise RuntimeError(f"session {self.id}: no transition {self.phase.value} -> {phase.value}")
+        self.phase = phase
+
+    @property
+    def accepting(self) -> bool:
+        """Input is still taken (not ended, draining, failed or closed)."""
+        return self.phase is Phase.OPEN
+
+    @property
+    def dropped(self) -> bool:
+        """Results are no longer delivered (failed or closed)."""
+        return self.phase in (Phase.FAILED, Phase.CLOSED)
+
+    def end(self) -> None:
+        """The client sent end (OPEN -> ENDING)."""
+        self._to(Phase.ENDING)
+
+    def drain(self) -> None:
+        """The server is shutting down (OPEN -> DRAINING)."""
+        self._to(Phase.DRAINING)
 
     # ---- audio in --------------------------------------------------------
     def push_pcm(self, data: bytes, now: float | None = None) -> list[Block]:
@@ -110,7 +163,6 @@ class Session:
 
     def finish(self, now: float | None = None) -> list[Block]:
         """The client ended: flush the resampler and zero-pad the last partial block."""
-        self.ended = True
         x = np.zeros(0, np.float32)
         if self.resampler is not None:
             x = self.resampler.resample_chunk(x, last=True)
@@ -156,7 +208,7 @@ class Session:
 
     def deliver(self, result: StepResult) -> None:
         """Called by the batcher, on the event loop, in seq order."""
-        if self.removed or self.failed:
+        if self.dropped:
             return
         self.delivered += 1
         self.out.put_nowait(Outgoing("result", result))
@@ -164,26 +216,28 @@ class Session:
             self._idle.set()
 
     def fail(self, error: Any) -> None:
-        """Stop taking input and queue an error for the sender (closes after it)."""
-        self.accepting = False
-        self.failed = True
+        """Stop taking input and queue an error for the sender (closes after it); nothing
+        once the session already failed or closed."""
+        if self.dropped:
+            return
+        self._to(Phase.FAILED)
         self.pending.clear()
         self._idle.set()
         self.out.put_nowait(Outgoing("error", error=error))
 
     async def wait_idle(self) -> None:
         """Until every block created so far has been delivered."""
-        while self.outstanding > 0 and not self.removed and not self.failed:
+        while self.outstanding > 0 and not self.dropped:
             self._idle.clear()
             await self._idle.wait()
 
     def close(self) -> None:
         """The connection is gone: drop pending work and wake waiters."""
-        self.removed = True
-        self.accepting = False
+        if self.phase is not Phase.CLOSED:
+            self._to(Phase.CLOSED)
         self.pending.clear()
         self._idle.set()
 
     def __repr__(self) -> str:
-        return (f"Session({self.id}, {self.endpoint}, in={self.samples_in}, blocks={self.next_seq}, "
+        return (f"Session({self.id}, {self.endpoint}, {self.phase.value}, in={self.samples_in}, blocks={self.next_seq}, "
                 f"delivered={self.delivered}, pending={len(self.pending)})")
