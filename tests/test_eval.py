@@ -127,11 +127,11 @@ def test_model_card(quick_corpus, tiny_model_dir):
 # ---- independent judges and the speaker-disjoint set --------------------------------------------
 def test_independent_judges_on_real_speech(speech_30s):
     from llmcodec.audio import load_audio
-    from llmcodec.eval.judges import BaseTranscriber, SpeakerJudge, high_band_db, whisper_base_dir
+    from llmcodec.eval.judges import SpeakerJudge, base_transcriber, high_band_db, whisper_base_dir
     from llmcodec.speech import prompt_files
     from llmcodec.data.sources import read_transcripts
     assert (whisper_base_dir() / "model.bin").stat().st_size == 145_217_532
-    asr = BaseTranscriber(threads=2)
+    asr = base_transcriber(threads=2)
     texts = read_transcripts("en")
     edits = words = 0
     for name in ("agent-pass", "conf-onlyperson", "vm-goodbye"):

