@@ -44,8 +44,10 @@ class LoadedCodec:
 
 
 def save_model(model: LLMCodec, directory: str | Path, *, half: bool = False,
-               vocab_dir: str | Path | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (float16 when ``half``)."""
+               vocab_dir: str | Path | None = None, codebooks: bool = False) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (float16 when ``half``); with
+    ``codebooks`` also the frozen tables as ``codebooks.safetensors`` (for an LLM whose
+    vocabulary is not bundled, such as the official checkpoint's LLaMA-2)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.cfg.save(directory / CONFIG_FILE)
@@ -56,6 +58,10 @@ def save_model(model: LLMCodec, directory: str | Path, *, half: bool = False,
     save_file(sd, str(directory / WEIGHTS_FILE), metadata={"format": "llmcodec", "model": model.cfg.name})
     if vocab_dir is not None:
         Vocabulary.load(vocab_dir).save(directory / VOCAB_DIR)
+    if codebooks:
+        save_file({f"level{i}": q.codebook.detach().cpu().contiguous()
+                   for i, q in enumerate(model.quantizer.quantizers)},
+                  str(directory / CODEBOOKS_FILE), metadata={"format": "llmcodec", "llm": model.cfg.llm_name})
     return directory
 
 

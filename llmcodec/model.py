@@ -19,18 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from .codec_blocks import Decoder, Encoder
+from . import reference
 from .config import CodecConfig
+from .encoded import EncodedAudio
 from .layers import apply_weight_norm, fold_weight_norm
 from .quantizer import MultiScaleRVQ, QuantizerResult
 from .state import StreamState
-
-
-@dataclass(frozen=True)
-class EncodedAudio:
-    """Offline encoding: codes per level ``[B, n_l]`` and the input length."""
-
-    codes: list[Tensor]
-    num_samples: int
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,7 @@ class LLMCodec(nn.Module):
 
     def decode_step(self, codes: list[Tensor], state: StreamState) -> tuple[Tensor, StreamState]:
         """codes per level [B, tokens_per_block[l]] -> pcm [B, block_size], new state."""
-        self._check_codes(codes, blocks=1)
+        self.check_codes(codes, blocks=1)
         y, s = self.decoder.step(self.quantizer.decode(codes), dict(state.tensors))
         return y.squeeze(1), StreamState(s)
 
@@ -116,8 +110,7 @@ class LLMCodec(nn.Module):
         if wav.dim() != 2:
             raise ValueError(f"encode takes [B, T] audio, got shape {tuple(wav.shape)}")
         if not self.cfg.causal:  # the non-causal reference runs on whole sequences
-            from .official import official_encode
-            return official_encode(self, wav)
+            return reference.official_encode(self, wav)
         n, b = wav.shape[-1], self.block_size
         blocks = max(1, -(-n // b))
         wav = torch.nn.functional.pad(wav, (0, blocks * b - n))
@@ -133,9 +126,8 @@ class LLMCodec(nn.Module):
     def decode(self, codes: list[Tensor], num_samples: int | None = None) -> Tensor:
         """codes per level [B, blocks * tokens_per_block[l]] -> wav [B, T]."""
         if not self.cfg.causal:
-            from .official import official_decode
-            return official_decode(self, codes, num_samples)
-        blocks = self._check_codes(codes)
+            return reference.official_decode(self, codes, num_samples)
+        blocks = self.check_codes(codes)
         state = self.init_decoder_state(codes[0].shape[0], codes[0].device)
         out = []
         for i in range(blocks):
@@ -150,7 +142,7 @@ class LLMCodec(nn.Module):
         if n % self.block_size:
             raise ValueError(f"{n} samples is not a multiple of the block size {self.block_size}")
 
-    def _check_codes(self, codes: list[Tensor], blocks: int | None = None) -> int:
+    def check_codes(self, codes: list[Tensor], blocks: int | None = None) -> int:
         if len(codes) != self.cfg.num_levels:
             raise ValueError(f"expected {self.cfg.num_levels} levels of codes, got {len(codes)}")
         counts = []

@@ -70,7 +70,8 @@ class LevelVQ(nn.Module):
             self.table = table.contiguous()
             self.table_unit = F.normalize(table, dim=-1).contiguous()
 
-    def _tables(self) -> tuple[Tensor, Tensor]:
+    def tables(self) -> tuple[Tensor, Tensor]:
+        """(table, unit-length table) [K, latent]: derived from the weights in training, frozen in inference."""
         if self.training or self.table.numel() == 0:
             t = self.projected()
             return t, F.normalize(t, dim=-1)
@@ -78,7 +79,7 @@ class LevelVQ(nn.Module):
 
     def lookup(self, codes: Tensor) -> Tensor:
         """One gather: codes [B, F'] -> latent vectors [B, latent, F'] (before up-sampling)."""
-        table, _ = self._tables()
+        table, _ = self.tables()
         q = F.embedding(codes, table).transpose(1, 2)
         return self.out_proj(q) if self.out_proj is not None else q
 
@@ -86,7 +87,7 @@ class LevelVQ(nn.Module):
         """residual [B, C, F] -> (codes [B, F/s], up-sampled zq [B, C, F], commit, codebook)."""
         pooled = F.avg_pool1d(residual, self.stride) if self.stride > 1 else residual
         z = self.in_proj(pooled) if self.in_proj is not None else pooled
-        table, unit = self._tables()
+        table, unit = self.tables()
         zn = F.normalize(z.transpose(1, 2), dim=-1)
         codes = torch.matmul(zn, unit.t()).argmax(dim=-1)
         q = F.embedding(codes, table).transpose(1, 2)  # [B, dim, F/s]

@@ -14,9 +14,12 @@ from reference_llmcodec import FULL_SIZE, ReferenceLLMCodec, tiny_reference  # n
 
 from llmcodec.config import preset  # noqa: E402
 from llmcodec.model import EncodedAudio, LLMCodec  # noqa: E402
-from llmcodec.official import (convert_official, fold_weight, infer_config,  # noqa: E402
-                               load_converted, load_official_checkpoint, main, official_decode,
-                               official_encode, pad_multiple, split_official_state_dict)
+from llmcodec.checkpoint import load_model  # noqa: E402
+from llmcodec.cli import main as cli  # noqa: E402
+from llmcodec.convert_official import (build_official, convert_official, fold_weight,  # noqa: E402
+                                       infer_config, load_official_checkpoint, split_official_state_dict)
+from llmcodec.reference import (official_decode, official_encode, pad_multiple,  # noqa: E402
+                                quantize_reference)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # old weight_norm API
 
@@ -164,7 +167,7 @@ def test_convert_roundtrip(ckpt, loaded, tmp_path):
     weights = load_file(str(out / "model.safetensors"))
     assert not any("codebook" in k or "inv_freq" in k or k.endswith(("_g", "_v")) for k in weights)
     assert sorted(load_file(str(out / "codebooks.safetensors"))) == ["level0", "level1", "level2"]
-    back = load_converted(out)
+    back = load_model(out).model  # the one model-directory format; LLaMA tables from codebooks.safetensors
     assert back.cfg == loaded.cfg
     wav = test_audio(1, 3840 + 100, seed=3)
     a, b = official_encode(loaded, wav), official_encode(back, wav)
@@ -173,11 +176,11 @@ def test_convert_roundtrip(ckpt, loaded, tmp_path):
 
 
 def test_cli(ckpt, tmp_path):
-    assert main([str(ckpt[1]), "-o", str(tmp_path / "cli")]) == 0
+    assert cli(["convert-official", str(ckpt[1]), "-o", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "config.json").is_file()
-    r = subprocess.run([sys.executable, "-m", "llmcodec.official", str(tmp_path / "nope.pth"), "-o",
-                        str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 1 and "error" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "llmcodec.cli", "convert-official", str(tmp_path / "nope.pth"),
+                        "-o", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "error" in r.stderr
 
 
 def test_bare_state_dict(ckpt, loaded, tmp_path):
@@ -247,7 +250,6 @@ def test_full_size_shapes_meta():
 def test_near_ties_follow_reference_formula(ckpt):
     """Near-duplicate codes: the reference's distance formula and a plain cosine argmax
     disagree on float rounding; the official path reproduces the reference exactly."""
-    from llmcodec.official import _quantize_reference
     sd = dict(ckpt[0].state_dict())
     g = torch.Generator().manual_seed(5)
     base = torch.randn(1, 16, generator=g)
@@ -256,13 +258,12 @@ def test_near_ties_follow_reference_formula(ckpt):
     ref = ReferenceLLMCodec(encoder_dim=8, latent_dim=128, decoder_dim=32, codebook_sizes=(50, 100, 100),
                             llm_dim=16, attn_dim_head=16, noise_at_inference=False)
     ref.load_state_dict(sd)
-    from llmcodec.official import build_official
     ours = build_official(sd)
     proj = ours.quantizer.quantizers[0].table.mean(0)
     z = proj.view(1, -1, 1) + 1e-3 * torch.randn(4, 128, 64, generator=g)
     with torch.no_grad():
         _, ref_codes = ref.quantizer(z)
-    codes = _quantize_reference(ours, z)
+    codes = quantize_reference(ours, z)
     assert all(torch.equal(a, b) for a, b in zip(codes, ref_codes))
     cosine = ours.quantizer(z).codes
     assert any(not torch.equal(a, b) for a, b in zip(cosine, ref_codes))  # the formula matters here

@@ -10,5 +10,10 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmcodec.official import main
-    return main([args.checkpoint, "-o", args.output])
+    from llmcodec.config import CodecConfig
+    from llmcodec.convert_official import convert_official
+    out = convert_official(args.checkpoint, args.output)
+    cfg = CodecConfig.load(out / "config.json")
+    print(f"wrote {out} (config.json, model.safetensors, codebooks.safetensors): latent {cfg.latent_dim}, "
+          f"levels {cfg.level_sizes} x {cfg.llm_dim}, strides {cfg.enc_strides}")
+    return 0

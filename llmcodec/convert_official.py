@@ -1,4 +1,4 @@
-"""Load, run and convert the published (non-causal) UniAudio 1.5 LLM-Codec checkpoint.
+"""Convert the published (non-causal) UniAudio 1.5 LLM-Codec checkpoint to a model directory.
 
 The published file holds ``{'codec_model': state_dict}`` with the old
 ``torch.nn.utils.weight_norm`` pairs (``weight_g``/``weight_v``), the rotary
@@ -8,31 +8,23 @@ The published file holds ``{'codec_model': state_dict}`` with the old
 weight-norm pairs, drop the rotary buffers (recomputed by our attention), take
 the codebooks out as the quantizer's frozen tables.
 
-Our ``LLMCodec.encode``/``decode`` stream block by block and need a causal
-configuration; ``official_encode``/``official_decode`` run the non-causal model
-on whole sequences, exactly as the reference's ``encode``/``decode`` do.
-
-    python -m llmcodec.official llm3_codec_uni.pth -o converted/
-
-writes ``config.json``, ``model.safetensors`` (folded weights, no codebooks) and
-``codebooks.safetensors`` (``level0``, ``level1``, ...); ``load_converted`` reads
-them back without pickle.
+``llmcodec convert-official llm3_codec_uni.pth -o DIR`` writes a model directory
+(``checkpoint.save_model``: ``config.json``, ``model.safetensors`` with the folded
+weights, and the LLaMA tables as ``codebooks.safetensors``); ``checkpoint.load_model``
+reads it back without pickle, and ``reference.py`` runs it as the published code does.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
 import re
-import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .checkpoint import save_model
 from .config import CodecConfig, preset
-from .model import EncodedAudio, LLMCodec
+from .model import LLMCodec
 
 CODEC_KEY = "codec_model"
 _ACCEPTED = ("{'codec_model': state_dict} (the published LLM-Codec layout) or a bare state dict "
@@ -240,125 +232,7 @@ def load_official_checkpoint(path: str | Path, *, map_location: str | torch.devi
     return build_official(read_official_state_dict(path, map_location=map_location), str(path))
 
 
-# ---------------------------------------------------------------- offline inference
-def pad_multiple(cfg: CodecConfig) -> int:
-    """Samples the input is right-padded to: hop * lcm(largest VQ stride, window) = 3840."""
-    return cfg.hop * math.lcm(max(cfg.vq_strides), cfg.attn_window)
-
-
-def _check_official(model: LLMCodec) -> None:
-    if model.cfg.causal:
-        raise ValueError("official_encode/decode run non-causal models; use model.encode/decode")
-
-
-def _quantize_reference(model: LLMCodec, z: Tensor) -> list[Tensor]:
-    """The reference's residual VQ, with its distance formula
-    ``argmax(-(|e|^2 - 2 e.c + |c|^2))`` over L2-normalised vectors, so that
-    near-ties resolve exactly as in the published code."""
-    residual, codes = z, []
-    for q in model.quantizer.quantizers:
-        pooled = F.avg_pool1d(residual, q.stride) if q.stride > 1 else residual
-        table, unit = q._tables()
-        e = F.normalize(pooled.transpose(1, 2).reshape(-1, pooled.shape[1]))
-        dist = e.pow(2).sum(1, keepdim=True) - 2 * e @ unit.t() + unit.pow(2).sum(1, keepdim=True).t()
-        idx = (-dist).max(1)[1].reshape(pooled.shape[0], -1)
-        zq = F.embedding(idx, table).transpose(1, 2)
-        zq = pooled + (zq - pooled)  # the straight-through sum's value, as in the reference
-        if q.stride > 1:
-            zq = zq.repeat_interleave(q.stride, dim=-1)
-        residual = residual - zq
-        codes.append(idx)
-    return codes
-
-
-@torch.no_grad()
-def official_encode(model: LLMCodec, wav: Tensor) -> EncodedAudio:
-    """wav [B, T] (any T >= 1) -> codes per level, like the reference's ``encode``:
-    right-padded with zeros to a multiple of ``pad_multiple`` (3840 samples)."""
-    _check_official(model)
-    if wav.dim() != 2 or wav.shape[-1] < 1:
-        raise ValueError(f"official_encode takes [B, T] audio, got shape {tuple(wav.shape)}")
-    n, m = wav.shape[-1], pad_multiple(model.cfg)
-    wav = F.pad(wav, (0, -(-n // m) * m - n))
-    z = model.encoder(wav.unsqueeze(1))
-    return EncodedAudio(_quantize_reference(model, z), n)
-
-
-@torch.no_grad()
-def official_decode(model: LLMCodec, codes: list[Tensor] | EncodedAudio,
-                    num_samples: int | None = None) -> Tensor:
-    """codes per level -> wav [B, T]; the reference's ``decode`` (noise off).
-    Trimmed to ``num_samples`` (default: the ``EncodedAudio``'s length, else untrimmed)."""
-    _check_official(model)
-    if isinstance(codes, EncodedAudio):
-        num_samples = codes.num_samples if num_samples is None else num_samples
-        codes = codes.codes
-    model._check_codes(codes)
-    frames = codes[-1].shape[1] * model.cfg.vq_strides[-1]
-    if frames % model.cfg.attn_window:
-        raise ValueError(f"{frames} frames is not a multiple of the attention window "
-                         f"{model.cfg.attn_window} (encode pads to {pad_multiple(model.cfg)} samples)")
-    wav = model.decoder(model.quantizer.decode(codes)).squeeze(1)
-    return wav if num_samples is None else wav[:, :num_samples]
-
-
-# ---------------------------------------------------------------- our format
-CONFIG_FILE, WEIGHTS_FILE, CODEBOOKS_FILE = "config.json", "model.safetensors", "codebooks.safetensors"
-
-
-def save_converted(model: LLMCodec, out_dir: str | Path) -> Path:
-    from safetensors.torch import save_file
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.cfg.save(out / CONFIG_FILE)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE),
-              metadata={"format": "pt", "config": model.cfg.name})
-    save_file({f"level{i}": q.codebook.detach().contiguous() for i, q in enumerate(model.quantizer.quantizers)},
-              str(out / CODEBOOKS_FILE), metadata={"format": "pt", "llm": model.cfg.llm_name})
-    return out
-
-
 def convert_official(path: str | Path, out_dir: str | Path, *,
                      map_location: str | torch.device = "cpu") -> Path:
-    """Published checkpoint -> ``out_dir/{config.json, model.safetensors, codebooks.safetensors}``."""
-    return save_converted(load_official_checkpoint(path, map_location=map_location), out_dir)
-
-
-def load_converted(directory: str | Path, *, device: str | torch.device = "cpu") -> LLMCodec:
-    """Read a converted directory back (safetensors only, never pickle)."""
-    from safetensors.torch import load_file
-    d = Path(directory)
-    for f in (CONFIG_FILE, WEIGHTS_FILE, CODEBOOKS_FILE):
-        if not (d / f).is_file():
-            raise ValueError(f"{d}: missing {f} (expected {CONFIG_FILE}, {WEIGHTS_FILE}, {CODEBOOKS_FILE})")
-    cfg = CodecConfig.load(d / CONFIG_FILE)
-    model = LLMCodec(cfg)
-    _load_weights(model, load_file(str(d / WEIGHTS_FILE), device=str(device)), str(d / WEIGHTS_FILE))
-    tables = load_file(str(d / CODEBOOKS_FILE), device=str(device))
-    names = [f"level{i}" for i in range(cfg.num_levels)]
-    if sorted(tables) != sorted(names):
-        raise ValueError(f"{d / CODEBOOKS_FILE}: keys {sorted(tables)}, expected {names}")
-    model.to(device)
-    model.set_codebooks([tables[k] for k in names])
-    return model.prepare_inference()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llmcodec.official",
-                                description="Convert a published LLM-Codec checkpoint to llmcodec's format.")
-    p.add_argument("checkpoint", help="the published .pth ({'codec_model': state_dict})")
-    p.add_argument("-o", "--out", required=True, help="output directory")
-    args = p.parse_args(argv)
-    try:
-        out = convert_official(args.checkpoint, args.out)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    cfg = CodecConfig.load(out / CONFIG_FILE)
-    print(f"wrote {out}/{{{CONFIG_FILE}, {WEIGHTS_FILE}, {CODEBOOKS_FILE}}}: latent {cfg.latent_dim}, "
-          f"levels {cfg.level_sizes} x {cfg.llm_dim}, strides {cfg.enc_strides}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """Published checkpoint -> a model directory with its codebooks (``checkpoint.save_model``)."""
+    return save_model(load_official_checkpoint(path, map_location=map_location), out_dir, codebooks=True)
