@@ -1,5 +1,6 @@
 """``llmcodec``: the command line. Each subcommand lives in its own module with
-``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches."""
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, and
+``subcommand_main`` is every module's ``python -m`` entry."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmcodec", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="llmcodec", description="llmcodec: live audio <-> token ids of a real LLM's vocabulary "
+        "(a streaming UniAudio 1.5 LLM-Codec). `llmcodec COMMAND --help` for each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_)
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def subcommand_main(name: str, argv: list[str] | None = None) -> int:
+    """``llmcodec NAME ARGV...`` (``argv`` None: the process's arguments): the ``main`` of
+    ``python -m llmcodec.commands.MODULE``."""
+    return main([name, *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ through IOBinding (``io_binding=True`` forces it on CPU too).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 

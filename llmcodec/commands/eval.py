@@ -55,17 +55,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmcodec.commands.eval``: this subcommand alone (same as ``llmcodec eval``)."""
-    import sys
-    p = argparse.ArgumentParser(prog="llmcodec eval", description=__doc__.split("\n")[0])
-    add_arguments("eval", p)
-    args = p.parse_args(argv)
-    args.command = "eval"
-    try:
-        return int(run(args) or 0)
-    except (ValueError, OSError) as e:
-        print(f"llmcodec eval: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m llmcodec.commands.eval``: the same as ``llmcodec eval``."""
+    from llmcodec.cli import subcommand_main
+    return subcommand_main("eval", argv)
 
 
 if __name__ == "__main__":

@@ -210,8 +210,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmcodec.cli import main as cli_main
-    return cli_main(["icl", *(sys.argv[1:] if argv is None else argv)])
+    """``python -m llmcodec.commands.icl``: the same as ``llmcodec icl``."""
+    from llmcodec.cli import subcommand_main
+    return subcommand_main("icl", argv)
 
 
 if __name__ == "__main__":

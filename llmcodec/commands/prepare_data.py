@@ -46,17 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmcodec.commands.prepare_data``: this subcommand alone (same as ``llmcodec prepare-data``)."""
-    import sys
-    p = argparse.ArgumentParser(prog="llmcodec prepare-data", description=__doc__.split("\n")[0])
-    add_arguments("prepare-data", p)
-    args = p.parse_args(argv)
-    args.command = "prepare-data"
-    try:
-        return int(run(args) or 0)
-    except (ValueError, OSError) as e:
-        print(f"llmcodec prepare-data: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m llmcodec.commands.prepare_data``: the same as ``llmcodec prepare-data``."""
+    from llmcodec.cli import subcommand_main
+    return subcommand_main("prepare-data", argv)
 
 
 if __name__ == "__main__":

@@ -64,16 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmcodec.commands.serve ...``: the same as ``llmcodec serve ...``."""
-    p = argparse.ArgumentParser(prog="llmcodec serve", description=__doc__.split("\n")[0])
-    add_arguments("serve", p)
-    args = p.parse_args(argv)
-    args.command = "serve"
-    try:
-        return run(args)
-    except (ValueError, OSError) as e:
-        print(f"llmcodec serve: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m llmcodec.commands.serve``: the same as ``llmcodec serve``."""
+    from llmcodec.cli import subcommand_main
+    return subcommand_main("serve", argv)
 
 
 if __name__ == "__main__":

@@ -190,20 +190,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m llmcodec.commands.stream_client stream|mic ...``, as ``llmcodec stream|mic``."""
+    from llmcodec.cli import subcommand_main
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv and argv[0] in ("stream", "mic") else "stream"
-    argv = argv[1:] if argv and argv[0] == name else argv
-    p = argparse.ArgumentParser(prog=f"llmcodec {name}", description=__doc__.split("\n")[0])
-    add_arguments(name, p)
-    args = p.parse_args(argv)
-    args.command = name
-    try:
-        return run(args)
-    except (ValueError, OSError) as e:
-        print(f"llmcodec {name}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return subcommand_main(name, argv[1:] if argv and argv[0] == name else argv)
 
 
 if __name__ == "__main__":

@@ -82,17 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmcodec.commands.train``: this subcommand alone (same as ``llmcodec train``)."""
-    import sys
-    p = argparse.ArgumentParser(prog="llmcodec train", description=__doc__.split("\n")[0])
-    add_arguments("train", p)
-    args = p.parse_args(argv)
-    args.command = "train"
-    try:
-        return int(run(args) or 0)
-    except (ValueError, OSError) as e:
-        print(f"llmcodec train: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m llmcodec.commands.train``: the same as ``llmcodec train``."""
+    from llmcodec.cli import subcommand_main
+    return subcommand_main("train", argv)
 
 
 if __name__ == "__main__":
