@@ -21,13 +21,14 @@ from llmcodec.export.int8 import Int8Settings, int8_fault, this_cpu
 from llmcodec.export.metadata import TENSORRT_DIR, GraphInfo, onnx_file, read_manifest
 from llmcodec.export.vocab import ExportVocab, load_export_vocab
 
-from .backend import State, check_codes, check_pcm, check_state, facts_from_info
+from .backend import facts_from_info
+from .graph_backend import GraphStepBackend
 
 PROVIDER_PRIORITY = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
 
-class OnnxBackend:
+class OnnxBackend(GraphStepBackend):
     """``Backend`` over ONNX Runtime sessions of ``encoder.onnx`` and ``decoder.onnx``.
 
     ``variant="int8"`` runs the dynamically quantized CPU graphs; graphs whose recorded
@@ -139,31 +140,9 @@ class OnnxBackend:
             self._vocab = load_export_vocab(self.directory)
         return self._vocab
 
-    # ---- Backend protocol ----------------------------------------------------------------
-    def init_encoder_state(self, batch: int) -> State:
-        return self.info["encoder"].zero_state(batch)
-
-    def init_decoder_state(self, batch: int) -> State:
-        return self.info["decoder"].zero_state(batch)
-
-    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
-        return dict(self.info[part].state_shapes)
-
-    def encode_step(self, pcm: np.ndarray, state: State) -> tuple[list[np.ndarray], State]:
-        pcm = check_pcm(self.facts, pcm)
-        outs = self._run("encoder", {"pcm": pcm}, state, pcm.shape[0])
-        n = len(self.facts.tokens_per_block)
-        return outs[:n], dict(zip(self.info["encoder"].state_names, outs[n:]))
-
-    def decode_step(self, codes: list[np.ndarray], state: State) -> tuple[np.ndarray, State]:
-        check_codes(self.facts, codes, blocks=1)
-        feeds = {f"codes{i}": np.ascontiguousarray(c, dtype=np.int64) for i, c in enumerate(codes)}
-        outs = self._run("decoder", feeds, state, int(np.asarray(codes[0]).shape[0]))
-        return outs[0], dict(zip(self.info["decoder"].state_names, outs[1:]))
-
-    def _run(self, graph: str, feeds: dict[str, np.ndarray], state: State, batch: int) -> list[np.ndarray]:
+    # ---- the runtime call (GraphStepBackend checks inputs and states) -------------------
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
         info = self.info[graph]
-        feeds.update(check_state(graph, info.state_shapes, state, batch))
         sess = self.sessions[graph]
         if not self.io_binding:
             return sess.run(info.output_names, feeds)

@@ -20,10 +20,11 @@ import numpy as np
 from llmcodec.export.metadata import GraphInfo, engine_file, read_manifest
 from llmcodec.export.vocab import ExportVocab, load_export_vocab
 
-from .backend import State, check_codes, check_pcm, check_state, facts_from_info
+from .backend import facts_from_info
+from .graph_backend import GraphStepBackend
 
 
-class TensorRTBackend:
+class TensorRTBackend(GraphStepBackend):
     name = "tensorrt"
 
     def __init__(self, export_dir: str | Path | None, *, fp16: bool = False, device: int = 0,
@@ -73,34 +74,11 @@ class TensorRTBackend:
                 first = self.info[g].input_names[0]
                 self.max_batch[g] = int(engine.get_tensor_profile_shape(first, 0)[2][0])
 
-    def init_encoder_state(self, batch: int) -> State:
-        return self.info["encoder"].zero_state(batch)
-
-    def init_decoder_state(self, batch: int) -> State:
-        return self.info["decoder"].zero_state(batch)
-
-    def state_shapes(self, part: str) -> dict[str, tuple[int, ...]]:
-        return dict(self.info[part].state_shapes)
-
-    def encode_step(self, pcm: np.ndarray, state: State) -> tuple[list[np.ndarray], State]:
-        pcm = check_pcm(self.facts, pcm)
-        outs = self._run("encoder", {"pcm": pcm}, state, pcm.shape[0])
-        n = len(self.facts.tokens_per_block)
-        codes = [o.astype(np.int64, copy=False) for o in outs[:n]]
-        return codes, dict(zip(self.info["encoder"].state_names, outs[n:]))
-
-    def decode_step(self, codes: list[np.ndarray], state: State) -> tuple[np.ndarray, State]:
-        check_codes(self.facts, codes, blocks=1)
-        feeds = {f"codes{i}": np.asarray(c, dtype=np.int64) for i, c in enumerate(codes)}
-        outs = self._run("decoder", feeds, state, int(np.asarray(codes[0]).shape[0]))
-        return outs[0], dict(zip(self.info["decoder"].state_names, outs[1:]))
-
-    def _run(self, graph: str, feeds: dict[str, np.ndarray], state: State, batch: int) -> list[np.ndarray]:
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
         torch, info = self._torch, self.info[graph]
         if batch > self.max_batch[graph]:
             raise ValueError(f"batch {batch} exceeds the engine's profile maximum "
                              f"{self.max_batch[graph]} (rebuild with --max-batch)")
-        feeds.update(check_state(graph, info.state_shapes, state, batch))
         engine, ctx = self.engines[graph], self.contexts[graph]
         keep = []  # device tensors must outlive the launch
         with torch.cuda.stream(self._stream):
