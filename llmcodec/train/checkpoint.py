@@ -77,6 +77,12 @@ def save_training_state(directory: Path, *, modules: dict[str, nn.Module],
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(tmp / STATE_TENSORS))
     (tmp / STATE_JSON).write_text(json.dumps({**meta, "optimizer_groups": groups}, indent=1) + "\n")
+    swap_in(tmp, directory)
+
+
+def swap_in(tmp: Path, directory: Path) -> None:
+    """Replace ``directory`` by the complete ``tmp`` with renames only: a crash at any point
+    leaves either the old or the new directory (or ``.old``), never a half-written one."""
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
@@ -131,12 +137,7 @@ def export_model(model: LLMCodec, directory: Path, training: dict) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(folded_copy(model), tmp, half=True)
     (tmp / TRAINING_JSON).write_text(json.dumps(training, indent=1) + "\n")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, directory)
     return directory
 
 
