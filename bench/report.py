@@ -118,7 +118,7 @@ class BenchResults:
     machine: MachineInfo
     command: str
     settings: dict[str, Any]
-    steps: list = field(default_factory=list)  # step_latency.StepResult
+    steps: list = field(default_factory=list)  # step_latency.StepTiming
     server: list = field(default_factory=list)  # run_all.LoadPoint
     peers: list = field(default_factory=list)  # peers.PeerResult
     unavailable: list = field(default_factory=list)  # (kind, name, reason)
@@ -256,6 +256,19 @@ def _plain_ticks(ax, x: bool = True, y: bool = True) -> None:
             axis.set_minor_formatter(NullFormatter())
 
 
+def _finish(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str, **legend) -> Path:
+    """Label, grid, legend, save and close one figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, **legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_latency_cdf(steps: list, path: Path, batch: int = 1) -> Path | None:
     rows = [r for r in steps if r.batch == batch]
     if not rows:
@@ -269,15 +282,8 @@ def plot_latency_cdf(steps: list, path: Path, batch: int = 1) -> Path | None:
     ax.axvline(block, color="k", ls="--", lw=1, label=f"one block ({block:.0f} ms)")
     ax.set_xscale("log")
     _plain_ticks(ax, y=False)
-    ax.set_xlabel("encode + decode time of one block, ms (log)")
-    ax.set_ylabel("fraction of blocks")
-    ax.set_title(f"Per-block latency CDF, batch {batch}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "encode + decode time of one block, ms (log)", "fraction of blocks",
+                   f"Per-block latency CDF, batch {batch}", loc="lower right")
 
 
 def plot_throughput_vs_batch(steps: list, path: Path) -> Path | None:
@@ -292,15 +298,8 @@ def plot_throughput_vs_batch(steps: list, path: Path) -> Path | None:
     ax.set_ylim(bottom=0)
     _plain_ticks(ax, y=False)
     ax.set_xticks(sorted({r.batch for r in steps}))
-    ax.set_xlabel("batch size B (streams per step)")
-    ax.set_ylabel("real-time streams (B x block / median step)")
-    ax.set_title("Throughput vs batch size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "batch size B (streams per step)",
+                   "real-time streams (B x block / median step)", "Throughput vs batch size")
 
 
 def plot_latency_vs_streams(points: list, path: Path) -> Path | None:
@@ -319,15 +318,8 @@ def plot_latency_vs_streams(points: list, path: Path) -> Path | None:
     ax.set_yscale("log")
     _plain_ticks(ax)
     ax.set_xticks(sorted({p.clients for p in points}))
-    ax.set_xlabel("concurrent real-time clients N")
-    ax.set_ylabel("added latency, ms (last sample sent -> tokens)")
-    ax.set_title("Server latency vs concurrent streams (loopback)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "concurrent real-time clients N",
+                   "added latency, ms (last sample sent -> tokens)", "Server latency vs concurrent streams (loopback)")
 
 
 # ---- files ----------------------------------------------------------------------------------

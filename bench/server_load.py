@@ -33,26 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from llmcodec.stream.backends import BACKENDS
+from llmcodec.stream.client import LatencySummary
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Percentiles:
-    p50: float
-    p90: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> "Percentiles":
-        if not values:
-            return cls(*([float("nan")] * 4))
-        p = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
-        return cls(float(p[0]), float(p[1]), float(p[2]), float(max(values)))
-
-    def short(self) -> str:
-        return f"{self.p50:6.1f} {self.p90:6.1f} {self.p99:6.1f}"
 
 
 @dataclass(frozen=True)
@@ -61,10 +44,10 @@ class LevelResult:
 
     streams: int
     blocks: int
-    server_ms: Percentiles  # block complete at the server -> tokens sent
-    wire_ms: Percentiles  # last sample's frame sent -> tokens received (client clock)
-    queue_ms: Percentiles
-    compute_ms: Percentiles
+    server_ms: LatencySummary  # block complete at the server -> tokens sent
+    wire_ms: LatencySummary  # last sample's frame sent -> tokens received (client clock)
+    queue_ms: LatencySummary
+    compute_ms: LatencySummary
     late_blocks: int  # wire latency over one block duration
     batch_sizes: dict[int, int]  # batch size -> blocks computed in such steps
     server_cpu_percent: float | None  # of one core, over the level
@@ -176,8 +159,8 @@ def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token
     expected = n * int(np.ceil(seconds / block_s))
     holds = not errors and len(blocks) == expected and late <= late_limit * max(1, len(blocks))
     return LevelResult(
-        n, len(blocks), Percentiles.of([b.timing.server_ms for b in blocks]), Percentiles.of(wire),
-        Percentiles.of([b.timing.queue_ms for b in blocks]), Percentiles.of([b.timing.compute_ms for b in blocks]),
+        n, len(blocks), LatencySummary.of([b.timing.server_ms for b in blocks]), LatencySummary.of(wire),
+        LatencySummary.of([b.timing.queue_ms for b in blocks]), LatencySummary.of([b.timing.compute_ms for b in blocks]),
         late, dict(sorted(batches.items())),
         None if cpu0 is None or cpu1 is None else 100.0 * (cpu1 - cpu0) / wall,
         os.getloadavg()[0], tuple(errors), wall, holds)

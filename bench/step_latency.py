@@ -60,7 +60,7 @@ QUICK_STEP = StepSettings(batches=(1, 16), threads=(1,), base_blocks=100, min_bl
 
 
 @dataclass(frozen=True)
-class StepResult:
+class StepTiming:
     """One backend at one (batch, threads): durations of one batched step, in seconds."""
 
     backend: str
@@ -190,7 +190,7 @@ def speech_blocks(block_size: int, sample_rate: int, seconds: float = 30.0) -> n
 
 
 def measure_config(backends: dict[str, Backend], batch: int, threads: int, settings: StepSettings,
-                   blocks: np.ndarray) -> list[StepResult]:
+                   blocks: np.ndarray) -> list[StepTiming]:
     """Interleaved measurement of several backends at one (batch, threads)."""
     import torch
     torch.set_num_threads(threads)
@@ -202,7 +202,7 @@ def measure_config(backends: dict[str, Backend], batch: int, threads: int, setti
     for n, r in runs.items():
         b = backends[n]
         ref = paired_ratio(both[n], both[REFERENCE]) if REFERENCE in both and n != REFERENCE else None
-        out.append(StepResult(n, batch, threads, summarize([e for e, _ in r]), summarize([d for _, d in r]),
+        out.append(StepTiming(n, batch, threads, summarize([e for e, _ in r]), summarize([d for _, d in r]),
                               summarize(both[n]), b.facts.block_seconds, ref, tuple(both[n])))
     return out
 
@@ -210,7 +210,7 @@ def measure_config(backends: dict[str, Backend], batch: int, threads: int, setti
 def run(settings: StepSettings = StepSettings(), model_dir: str | Path | None = None,
         export_dir: str | Path | None = None, backends: tuple[str, ...] = BACKENDS,
         log: Callable[[str], None] = print, export_reason: str | None = None
-        ) -> tuple[list[StepResult], list[Unavailable]]:
+        ) -> tuple[list[StepTiming], list[Unavailable]]:
     """Measure every backend in ``backends`` that can run here over the settings' grid.
 
     Without ``export_dir`` a cached export is made, unless ``export_reason`` says why
@@ -222,7 +222,7 @@ def run(settings: StepSettings = StepSettings(), model_dir: str | Path | None = 
         exp, reason = ensure_export(model_dir, export_dir, log)
     else:
         exp, reason = None, "not requested"
-    results: list[StepResult] = []
+    results: list[StepTiming] = []
     missing: dict[str, Unavailable] = {}
     blocks = None
     for threads in settings.threads:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from llmcodec.token_forms import TOKENIZER_FILE, VOCAB_FILE  # noqa: F401  (an export holds them too)
+
 FORMAT = "llmcodec-onnx-step"
 EXPORT_VERSION = 1
 MANIFEST_FILE = "export.json"
 CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.json"
-TOKENIZER_FILE = "tokenizer.json"
 TENSORRT_DIR = "tensorrt"
 GRAPHS = ("encoder", "decoder", "quantizer")
 VARIANTS = ("fp32", "int8")

@@ -13,10 +13,10 @@ Nothing here unpickles: weights are safetensors, configs JSON.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from .config import CodecConfig
@@ -27,6 +27,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CODEBOOKS_FILE = "codebooks.safetensors"
 VOCAB_DIR = "vocab"
+TRAINING_JSON = "training.json"  # written by training next to the weights: steps, hours, data
 
 
 def default_model_dir() -> Path:
@@ -106,3 +107,9 @@ def load_model(directory: str | Path | None = None, *, device: str = "cpu",
     if inference:
         model.prepare_inference()
     return LoadedCodec(model, vocab, directory)
+
+
+def read_training_json(model_dir: str | Path) -> dict:
+    """A model directory's ``training.json`` (empty when the model was not trained here)."""
+    path = Path(model_dir) / TRAINING_JSON
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,7 +1,7 @@
 """Encoder and decoder stacks (SNAC layout: ``encoder.block.*``, ``decoder.model.*``)."""
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from .attention import LocalAttention
 from .config import CodecConfig

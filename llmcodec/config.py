@@ -9,14 +9,42 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_VERSION = 1
 
 
+class JsonConfig:
+    """JSON I/O for a frozen dataclass config: unknown keys are refused by name, lists become tuples."""
+
+    KIND = "config"  # named in errors
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.KIND} keys {unknown}; accepted: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def load(cls, path: str | Path):
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+
 @dataclass(frozen=True)
-class CodecConfig:
+class CodecConfig(JsonConfig):
     """Every hyperparameter of one codec. Derived facts are properties."""
 
     name: str
@@ -89,34 +117,6 @@ class CodecConfig:
     @property
     def num_levels(self) -> int:
         return len(self.vq_strides)
-
-    # ---- JSON ----------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CodecConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                v = data[f.name]
-                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-        return cls(**kwargs)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "CodecConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(data)
 
 
 PRESETS: dict[str, CodecConfig] = {

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .codec_blocks import Decoder, Encoder
+from .codes import check_codes
 from . import reference
 from .config import CodecConfig
 from .encoded import EncodedAudio
@@ -143,15 +144,5 @@ class LLMCodec(nn.Module):
             raise ValueError(f"{n} samples is not a multiple of the block size {self.block_size}")
 
     def check_codes(self, codes: list[Tensor], blocks: int | None = None) -> int:
-        if len(codes) != self.cfg.num_levels:
-            raise ValueError(f"expected {self.cfg.num_levels} levels of codes, got {len(codes)}")
-        counts = []
-        for level, (c, n, k) in enumerate(zip(codes, self.tokens_per_block, self.cfg.level_sizes)):
-            if c.dim() != 2 or c.shape[1] % n:
-                raise ValueError(f"level {level + 1} codes must be [B, multiple of {n}], got {tuple(c.shape)}")
-            counts.append(c.shape[1] // n)
-            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= k):
-                raise ValueError(f"level {level + 1} codes must be in [0, {k}), got {int(c.min())}..{int(c.max())}")
-        if len(set(counts)) != 1 or (blocks is not None and counts[0] != blocks):
-            raise ValueError(f"levels disagree on the number of blocks: {counts}")
-        return counts[0]
+        """Validate codes per level [B, k * tokens_per_block[l]]; returns k (``llmcodec.codes``)."""
+        return check_codes(codes, self.tokens_per_block, self.cfg.level_sizes, blocks)

@@ -56,17 +56,6 @@ class StreamState:
         idx = torch.as_tensor(rows, dtype=torch.long)
         return StreamState({k: v.index_select(0, idx) for k, v in self.tensors.items()})
 
-    @staticmethod
-    def stack(states: list["StreamState"]) -> "StreamState":
-        """Concatenate per-stream states along the batch axis."""
-        names = states[0].names()
-        return StreamState({k: torch.cat([s[k] for s in states], 0) for k in names})
-
-    def split(self) -> list["StreamState"]:
-        """One single-row state per batch row."""
-        return [StreamState({k: v[i : i + 1] for k, v in self.tensors.items()})
-                for i in range(self.batch_size)]
-
 
 def prefixed(prefix: str, state: Mapping[str, Tensor]) -> StateDict:
     return {f"{prefix}.{k}": v for k, v in state.items()}

@@ -7,9 +7,12 @@ need torch. States are ordered ``dict[str, np.ndarray]`` with the batch first;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from llmcodec.codes import check_codes as _check_codes
+from llmcodec.token_forms import TokenForms
 
 if TYPE_CHECKING:
     from llmcodec.export.metadata import GraphInfo
@@ -39,24 +42,6 @@ class ModelFacts:
         return self.block_size / self.sample_rate
 
 
-class TokenText(Protocol):
-    """The LLM token forms of codes (``llmcodec.vocab.Vocabulary``, or ``ExportVocab``
-    without torch). Level 0 codes index whole words; levels 1 and 2 are token ids."""
-
-    llm_name: str
-    vocab_size: int
-
-    def level_size(self, level: int) -> int: ...
-
-    def codes_to_token_ids(self, level: int, codes: Any) -> list[int]: ...
-
-    def token_ids_to_codes(self, level: int, ids: Any) -> list[int]: ...
-
-    def codes_to_text(self, level: int, codes: Any) -> str: ...
-
-    def text_to_codes(self, level: int, text: str) -> list[int]: ...
-
-
 class Backend(Protocol):
     """What the server, the clients' offline paths and the benchmarks need of a runtime."""
 
@@ -64,7 +49,7 @@ class Backend(Protocol):
     facts: ModelFacts
 
     @property
-    def vocab(self) -> TokenText | None:
+    def vocab(self) -> TokenForms | None:
         """The model's LLM vocabulary (None: a model without one; codes only)."""
         ...
 
@@ -125,17 +110,5 @@ def split_states(state: State) -> list[State]:
 
 
 def check_codes(facts: ModelFacts, codes: list[np.ndarray], blocks: int | None = 1) -> int:
-    """Validate per-level codes [B, blocks * n_l]; returns the number of blocks."""
-    if len(codes) != len(facts.tokens_per_block):
-        raise ValueError(f"expected {len(facts.tokens_per_block)} levels of codes, got {len(codes)}")
-    counts = []
-    for level, (c, n, k) in enumerate(zip(codes, facts.tokens_per_block, facts.level_sizes)):
-        c = np.asarray(c)
-        if c.ndim != 2 or c.shape[1] % n or not np.issubdtype(c.dtype, np.integer):
-            raise ValueError(f"level {level + 1} codes must be integers [B, multiple of {n}], got {c.dtype} {c.shape}")
-        if c.size and (c.min() < 0 or c.max() >= k):
-            raise ValueError(f"level {level + 1} codes must be in [0, {k}), got {c.min()}..{c.max()}")
-        counts.append(c.shape[1] // n)
-    if len(set(counts)) != 1 or (blocks is not None and counts[0] != blocks):
-        raise ValueError(f"levels disagree on the number of blocks: {counts}")
-    return counts[0]
+    """Validate per-level codes [B, blocks * n_l]; returns the number of blocks (``llmcodec.codes``)."""
+    return _check_codes([np.asarray(c) for c in codes], facts.tokens_per_block, facts.level_sizes, blocks)

@@ -22,6 +22,40 @@ class BlockCodes:
     codes: tuple[np.ndarray, ...]
 
 
+class SampleBlocks:
+    """Samples in any lengths -> whole blocks of ``block`` samples; ``flush`` zero-pads the
+    last partial block, exactly as offline encoding pads the end of a file."""
+
+    def __init__(self, block: int):
+        self.block = block
+        self._buf = np.zeros(0, dtype=np.float32)
+
+    def push(self, pcm: np.ndarray) -> list[np.ndarray]:
+        """float32 [T] (any T >= 0) -> the blocks it completed, each float32 [block]."""
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if pcm.size:
+            self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
+        out = []
+        while self._buf.size >= self.block:
+            out.append(self._buf[:self.block].copy())
+            self._buf = self._buf[self.block:]
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        """The pending partial block, zero-padded (none when nothing is pending)."""
+        if not self._buf.size:
+            return []
+        block = np.zeros(self.block, dtype=np.float32)
+        block[:self._buf.size] = self._buf
+        self._buf = np.zeros(0, dtype=np.float32)
+        return [block]
+
+    @property
+    def pending(self) -> int:
+        """Samples waiting for a whole block."""
+        return int(self._buf.size)
+
+
 class StreamingEncoder:
     """One stream's encoder: samples in (any length), block codes out."""
 
@@ -29,7 +63,7 @@ class StreamingEncoder:
         self.backend = backend
         self.block = backend.facts.block_size
         self.state = backend.init_encoder_state(1)
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._blocks = SampleBlocks(self.block)
         self._seq = 0
         self.samples_in = 0
 
@@ -37,25 +71,15 @@ class StreamingEncoder:
         """pcm float32 [T] (any T >= 0) -> codes of the blocks it completed."""
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
         self.samples_in += pcm.size
-        self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
-        out = []
-        while self._buf.size >= self.block:
-            out.append(self._step(self._buf[:self.block]))
-            self._buf = self._buf[self.block:]
-        return out
+        return [self._step(b) for b in self._blocks.push(pcm)]
 
     def flush(self) -> list[BlockCodes]:
         """Zero-pad and encode the pending partial block, if any."""
-        if not self._buf.size:
-            return []
-        block = np.zeros(self.block, dtype=np.float32)
-        block[:self._buf.size] = self._buf
-        self._buf = np.zeros(0, dtype=np.float32)
-        return [self._step(block)]
+        return [self._step(b) for b in self._blocks.flush()]
 
     @property
     def pending(self) -> int:
-        return int(self._buf.size)
+        return self._blocks.pending
 
     def _step(self, block: np.ndarray) -> BlockCodes:
         codes, self.state = self.backend.encode_step(block[None, :], self.state)

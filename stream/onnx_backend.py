@@ -19,7 +19,8 @@ import onnxruntime as ort
 
 from llmcodec.export.int8 import Int8Settings, int8_fault, this_cpu
 from llmcodec.export.metadata import TENSORRT_DIR, GraphInfo, onnx_file, read_manifest
-from llmcodec.export.vocab import ExportVocab, load_export_vocab
+from llmcodec.export.vocab import load_export_vocab
+from llmcodec.token_forms import TokenForms
 
 from .backend import facts_from_info
 from .graph_backend import GraphStepBackend
@@ -84,7 +85,7 @@ class OnnxBackend(GraphStepBackend):
         on_gpu = self.providers[0] != "CPUExecutionProvider"
         self.io_binding = on_gpu if io_binding is None else bool(io_binding)
         self._out_device = "cuda" if on_gpu else "cpu"
-        self._vocab: ExportVocab | None | bool = False  # loaded on first use
+        self._vocab: TokenForms | None | bool = False  # loaded on first use
 
     # ---- providers -----------------------------------------------------------------
     def _providers(self, requested: Sequence[ProviderSpec] | None, graph: str) -> list[ProviderSpec]:
@@ -134,7 +135,7 @@ class OnnxBackend(GraphStepBackend):
 
     # ---- vocabulary (torch-free) -------------------------------------------------------
     @property
-    def vocab(self) -> ExportVocab | None:
+    def vocab(self) -> TokenForms | None:
         """Token names from the export's ``vocab.json`` + ``tokenizer.json`` (None if absent)."""
         if self._vocab is False:
             self._vocab = load_export_vocab(self.directory)

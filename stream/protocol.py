@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from llmcodec.codes import check_codes
+
 PROTOCOL_VERSION = 1
 STREAM_PATH = "/v1/stream"
 DECODE_PATH = "/v1/decode"
@@ -374,17 +376,10 @@ def parse_tokens(d: dict, tokens_per_block: tuple[int, ...], level_sizes: tuple[
         except ValueError as e:
             raise ProtocolError("bad_tokens", f"{key} level {l + 1}: {e}") from None
         codes.append(np.asarray(c, dtype=np.int64))
-    blocks = []
-    for l, (c, t, size) in enumerate(zip(codes, tokens_per_block, level_sizes)):
-        if c.size == 0 or c.size % t:
-            raise ProtocolError("bad_tokens", f"level {l + 1} has {c.size} tokens; each level needs a positive "
-                                f"multiple of {t} (tokens per block: {list(tokens_per_block)})")
-        if c.min() < 0 or c.max() >= size:
-            raise ProtocolError("bad_tokens", f"level {l + 1} codes must be in [0, {size}), got {c.min()}..{c.max()}")
-        blocks.append(c.size // t)
-    if len(set(blocks)) != 1:
-        raise ProtocolError("bad_tokens", f"levels disagree on the number of blocks: {blocks} "
-                            f"(tokens per block: {list(tokens_per_block)})")
+    try:
+        check_codes([c[None, :] for c in codes], tokens_per_block, level_sizes, empty=False)
+    except ValueError as e:
+        raise ProtocolError("bad_tokens", str(e)) from None
     return codes
 
 

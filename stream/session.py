@@ -19,6 +19,7 @@ import numpy as np
 import soxr
 
 from .backend import ModelFacts, State
+from .buffer import SampleBlocks
 from .protocol import DECODE_PATH, STREAM_PATH, Start, decode_pcm
 
 _ids = itertools.count(1)
@@ -116,7 +117,7 @@ class Session:
         if endpoint == STREAM_PATH and start.sample_rate != facts.sample_rate:
             self.resampler = soxr.ResampleStream(start.sample_rate, facts.sample_rate, 1,
                                                  dtype="float32", quality="HQ")
-        self._buf = np.zeros(0, np.float32)
+        self._blocks = SampleBlocks(self.block)
         self.samples_in = 0  # input samples (per channel, client rate)
         self.next_seq = 0  # blocks created
         self.delivered = 0  # results handed to the sender
@@ -166,22 +167,10 @@ class Session:
         x = np.zeros(0, np.float32)
         if self.resampler is not None:
             x = self.resampler.resample_chunk(x, last=True)
-        blocks = self._append(x, now)
-        if self._buf.size:
-            pad = np.zeros(self.block, np.float32)
-            pad[:self._buf.size] = self._buf
-            self._buf = np.zeros(0, np.float32)
-            blocks.append(self._new_block(pad, now))
-        return blocks
+        return self._append(x, now) + [self._new_block(b, now) for b in self._blocks.flush()]
 
     def _append(self, x: np.ndarray, now: float | None) -> list[Block]:
-        if x.size:
-            self._buf = np.concatenate([self._buf, x.astype(np.float32, copy=False)])
-        out = []
-        while self._buf.size >= self.block:
-            out.append(self._new_block(self._buf[:self.block].copy(), now))
-            self._buf = self._buf[self.block:]
-        return out
+        return [self._new_block(b, now) for b in self._blocks.push(x)]
 
     def _new_block(self, pcm: np.ndarray, now: float | None) -> Block:
         b = Block(self.next_seq, pcm, self.samples_in, time.monotonic() if now is None else now)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from llmcodec.export.metadata import GraphInfo, engine_file, read_manifest
-from llmcodec.export.vocab import ExportVocab, load_export_vocab
+from llmcodec.export.vocab import load_export_vocab
+from llmcodec.token_forms import TokenForms
 
 from .backend import facts_from_info
 from .graph_backend import GraphStepBackend
@@ -50,7 +51,7 @@ class TensorRTBackend(GraphStepBackend):
         self.info = {g: GraphInfo.from_props(manifest["graphs"][g], g) for g in ("encoder", "decoder")}
         self.facts = facts_from_info(self.info["encoder"])
         self.fp16 = fp16
-        self.vocab: ExportVocab | None = load_export_vocab(self.directory)
+        self.vocab: TokenForms | None = load_export_vocab(self.directory)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._stream = torch.cuda.Stream(device=self.device)

@@ -225,9 +225,10 @@ def test_run_all_writes_tables_and_plots(tiny_dir, tmp_path, monkeypatch):
 
 def test_load_point_from_level_result():
     server_load = pytest.importorskip("llmcodec.bench.server_load", reason="the server work's llmcodec.bench.server_load is absent")
-    P = server_load.Percentiles
-    known = dict(streams=2, blocks=48, server_ms=P(10.0, 20.0, 130.0, 140.0), wire_ms=P(12.0, 30.0, 110.0, 119.0),
-                 queue_ms=P(1.0, 2.0, 3.0, 4.0), compute_ms=P(5.0, 6.0, 7.0, 8.0), late_blocks=0,
+    P = server_load.LatencySummary  # (n, p50, p90, p99, mean, max)
+    known = dict(streams=2, blocks=48, server_ms=P(48, 10.0, 20.0, 130.0, 30.0, 140.0),
+                 wire_ms=P(48, 12.0, 30.0, 110.0, 25.0, 119.0),
+                 queue_ms=P(48, 1.0, 2.0, 3.0, 2.0, 4.0), compute_ms=P(48, 5.0, 6.0, 7.0, 6.0, 8.0), late_blocks=0,
                  batch_sizes={1: 8, 2: 40}, server_cpu_percent=50.0, load_avg=1.5, errors=(), seconds=3.0,
                  holds=True)
     lv = server_load.LevelResult(**{f.name: known.get(f.name) for f in dataclasses.fields(server_load.LevelResult)})

@@ -21,7 +21,7 @@ from llmcodec.checkpoint import LoadedCodec
 from llmcodec.cli import main as cli
 from conftest import real_token_differences
 from llmcodec.stream.buffer import decode_all, encode_all
-from llmcodec.export.vocab import ExportVocab
+from llmcodec.token_forms import TokenForms
 from llmcodec.stream.onnx_backend import OnnxBackend
 from llmcodec.stream.torch_backend import TorchBackend
 
@@ -292,7 +292,7 @@ def test_streams_without_torch(small_export, default_backend, tmp_path):
 
 def test_export_vocab_matches_vocabulary(small_export):
     from llmcodec.vocab import Vocabulary
-    full, light = Vocabulary.default(), ExportVocab.load(small_export)
+    full, light = Vocabulary.default(), TokenForms.load(small_export)
     rng = np.random.default_rng(1)
     for level in range(3):
         codes = rng.integers(0, full.level_size(level), 50)
@@ -302,7 +302,7 @@ def test_export_vocab_matches_vocabulary(small_export):
         assert light.text_to_codes(level, text) == codes.tolist()
         ids = full.codes_to_token_ids(level, codes)
         assert light.token_ids_to_codes(level, ids) == codes.tolist()
-    with pytest.raises(ValueError, match="not a level-0 word"):
+    with pytest.raises(ValueError, match="zzzqqq.* is not one of the 4096 level-0 words"):
         light.text_to_codes(0, " zzzqqq")
 
 

@@ -1,7 +1,6 @@
 """Each streaming layer: step-by-step equals whole-sequence, for many shapes and chunkings."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch

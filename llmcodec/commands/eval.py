@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(table + "\n" + report.transcripts_markdown())
     if args.model_card:
         from llmcodec.eval.report import model_card
-        from llmcodec.train.checkpoint import read_training_json
+        from llmcodec.checkpoint import read_training_json
         card = Path(args.model) / "MODEL_CARD.md"
         card.write_text(model_card(report, read_training_json(Path(args.model)), history))
         print(f"wrote {card}")

@@ -41,7 +41,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmcodec.train.checkpoint import has_training_state
+    from llmcodec.train.run_state import has_training_state
     from llmcodec.train.trainer import Trainer
     from pathlib import Path
     cfg = build_config(args)

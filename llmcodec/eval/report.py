@@ -281,7 +281,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
         total = sum(n for _, n in opus_bytes_kbps)
         kbps = sum(k * n for k, n in opus_bytes_kbps) / total
         rows.append(op.scores("Opus 6 kbps", f"6 kbps ({kbps:.1f} kbps with Ogg headers)"))
-    from ..train.checkpoint import read_training_json
+    from ..checkpoint import read_training_json
     training = read_training_json(loaded.directory)
     return EvalReport(str(loaded.directory), str(data_dir), len(files), round(seconds, 1),
                       cfg.tokens_per_second, rows, round(time.time() - t0, 1),

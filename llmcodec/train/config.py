@@ -7,17 +7,17 @@ LLM-Codec (docs/TRAINING.md).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..config import CodecConfig, preset
+from ..config import CodecConfig, JsonConfig, preset
 
 DEFAULT_MIX = {"real_en": 3.0, "piper_en": 3.0, "real_es": 1.0, "real_fr": 1.0, "music": 1.0, "events": 0.4}
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
+    KIND = "training config"
+
     name: str = "small"
     model: str = "small"  # a preset name of llmcodec.config
     model_overrides: dict = field(default_factory=dict)  # CodecConfig fields replacing the preset's
@@ -90,29 +90,6 @@ class TrainConfig:
         base = preset(self.model)
         data = {**base.to_dict(), **self.model_overrides}
         return CodecConfig.from_dict(data)
-
-    # ---- JSON ----------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; accepted: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(data)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -30,11 +30,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..checkpoint import load_model
+from ..checkpoint import load_model, read_training_json
 from ..model import CodecOutput, LLMCodec
 from ..vocab import Vocabulary
-from .checkpoint import (export_model, has_training_state, load_training_state, read_training_json,
-                         save_training_state)
+from .run_state import has_training_state, load_training_state, save_training_state, ship_model
 from .config import TrainConfig
 from .discriminator import MultiFrequencyDiscriminator
 from .losses import (MultiScaleSTFTLoss, SubBandSTFTLoss, TeacherHeads, feature_matching, lsgan_d_loss,
@@ -46,7 +45,7 @@ CSV_FIELDS = ("step", "seconds", "lr", *LOSS_NAMES)
 
 
 @dataclass(frozen=True)
-class StepResult:
+class TrainStep:
     step: int
     losses: dict[str, float]
     seconds: float
@@ -166,7 +165,7 @@ class Trainer:
                     "data": self.corpus.summary()}
         if self.cfg.anneal_steps:
             training["anneal_steps"] = self.cfg.anneal_steps
-        return export_model(self.model, directory, training)
+        return ship_model(self.model, directory, training)
 
     # ---- one step ------------------------------------------------------------
     def forward(self, x: Tensor) -> CodecOutput:
@@ -219,7 +218,7 @@ class Trainer:
             out = self.model(batch.audio.to(self.device))  # eager: no recompilation for no_grad
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
-    def train_step(self) -> StepResult:
+    def train_step(self) -> TrainStep:
         cfg, t0, lr = self.cfg, time.perf_counter(), self.lr()
         for opt in (self.opt_g, self.opt_d):
             for g in opt.param_groups:
@@ -262,7 +261,7 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.elapsed += dt
-        return StepResult(self.step, {k: float(v.detach()) for k, v in losses.items()}, dt, lr)
+        return TrainStep(self.step, {k: float(v.detach()) for k, v in losses.items()}, dt, lr)
 
     # ---- the loop --------------------------------------------------------------
     def _log_path(self) -> Path:
@@ -281,14 +280,14 @@ class Trainer:
             w.writerows(rows)
 
     def fit(self, steps: int | None = None, max_minutes: float | None = None,
-            progress: bool = True) -> list[StepResult]:
+            progress: bool = True) -> list[TrainStep]:
         """Train until ``cfg.steps`` (or ``steps`` more, or ``max_minutes``); checkpoint on the way."""
         from tqdm import tqdm
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.save(self.run_dir / "train_config.json")
         end = self.cfg.steps if steps is None else self.step + steps
         new_log = not self._log_path().is_file()
-        results: list[StepResult] = []
+        results: list[TrainStep] = []
         t_start, last_ckpt = time.time(), time.time()
         with self._log_path().open("a", newline="") as f, \
                 tqdm(total=end, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True) as bar:

@@ -23,12 +23,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..checkpoint import save_model
+from ..checkpoint import TRAINING_JSON, save_model
 from ..model import LLMCodec
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
-TRAINING_JSON = "training.json"
 
 
 def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, list]:
@@ -130,7 +129,7 @@ def folded_copy(model: LLMCodec) -> LLMCodec:
     return out
 
 
-def export_model(model: LLMCodec, directory: Path, training: dict) -> Path:
+def ship_model(model: LLMCodec, directory: Path, training: dict) -> Path:
     """Write a shipping model directory (float16, folded) plus ``training.json``."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -139,8 +138,3 @@ def export_model(model: LLMCodec, directory: Path, training: dict) -> Path:
     (tmp / TRAINING_JSON).write_text(json.dumps(training, indent=1) + "\n")
     swap_in(tmp, directory)
     return directory
-
-
-def read_training_json(model_dir: Path) -> dict:
-    path = Path(model_dir) / TRAINING_JSON
-    return json.loads(path.read_text()) if path.is_file() else {}
