@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from llmcodec.stream.backends import make_backend
     from llmcodec.stream.buffer import decode_all, encode_all
     from llmcodec.stream.client import stream_pcm
-    from llmcodec.stream.server import ServerConfig, ServerThread
+    from llmcodec.stream.server_config import ServerConfig
+    from llmcodec.stream.server_thread import ServerThread
 
     backend = make_backend(args.backend, args.model)
     facts, vocab = backend.facts, backend.vocab

@@ -1,82 +1,120 @@
-"""The batching consumer: ready blocks from many sessions -> one batched step.
+"""The batching consumer: ready blocks from many sessions -> batched steps on worker threads.
 
 Sessions queue jobs (``Block`` to encode, ``CodesJob`` to decode). A session's
 blocks depend on each other through its state, so at most one of its blocks is
-in a step at a time; across sessions the consumer gathers up to ``max_batch``
-ready sessions, waiting at most ``max_wait_ms`` after the oldest job became
-ready, stacks their state rows (``stack_states``), runs ``encode_step`` and
-then ``decode_step`` (for sessions that want audio and for /v1/decode) as one
-call in a worker thread, splits the states back and delivers each result to
-its session in order.
+in a step at a time. Each session's state is a row of the batcher's slot pools
+(``StatePool``): a step gathers its rows, runs ``encode_step`` and then
+``decode_step`` (for sessions that want audio and for /v1/decode) as one call
+on a worker thread, and scatters the new rows back.
+
+Scheduling: up to ``workers`` steps run at once (one per core by default, each
+runtime single-threaded). A step takes up to ``max_batch`` ready sessions,
+waiting at most ``max_wait_ms`` after the oldest job became ready. When more
+sessions are ready than fit, the most urgent go first: every session has a
+fair-share clock (``Session.vclock``) that advances one block duration per
+block served, so a stream at real-time pace is always due, while a client that
+sends faster than real time runs ahead of its clock and gets only the room the
+others leave (work-conserving: spare room is never left idle).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import Backend, State, split_states, stack_states
+from .backend import Backend
 from .metrics import ServerMetrics
 from .protocol import ProtocolError
 from .session import Block, CodesJob, Sched, Session, StepResult
+from .slots import StatePool
 
 log = logging.getLogger("llmcodec.batcher")
 
 
+def default_workers() -> int:
+    """One step worker per core, at most 2 beyond which one batch's rows are better spent."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 class Batcher:
-    """One consumer per server; the model runs in one worker thread, off the event loop."""
+    """One consumer per server; the model runs on ``workers`` threads, off the event loop."""
 
     def __init__(self, backend: Backend, max_batch: int = 16, max_wait_ms: float = 5.0,
-                 metrics: ServerMetrics | None = None):
+                 metrics: ServerMetrics | None = None, workers: int = 1):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if max_wait_ms < 0:
+        if not max_wait_ms >= 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.backend = backend
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
+        self.workers = workers
+        self.block_seconds = backend.facts.block_seconds
         self.metrics = metrics or ServerMetrics()
-        self._ready: deque[Session] = deque()
-        self._sessions: set[Session] = set()  # every session that submitted and is not removed
+        self.enc_pool = StatePool(backend.init_encoder_state(1))
+        self.dec_pool = StatePool(backend.init_decoder_state(1))
+        self._ready: set[Session] = set()
+        self._sessions: set[Session] = set()  # attached and not removed
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmcodec-step")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmcodec-step")
+        self._busy = 0  # steps running
+        self._steps: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.steps = 0
 
     # ---- called by connection handlers (event loop) --------------------------
+    def attach(self, session: Session) -> None:
+        """Give a new session its state rows."""
+        if session.encodes:
+            session.enc_slot = self.enc_pool.acquire()
+        if session.decodes:
+            session.dec_slot = self.dec_pool.acquire()
+        self._sessions.add(session)
+
     def submit(self, session: Session, jobs: list[Block | CodesJob]) -> None:
-        if not jobs or session.dropped:
+        if not jobs or session.dropped or session not in self._sessions:
             return
         session.pending.extend(jobs)
-        self._sessions.add(session)
         self._mark_ready(session)
         self._update_depth()
 
     def remove(self, session: Session) -> None:
-        """Forget a session (its connection is gone); an in-flight result is dropped."""
+        """Forget a session (its connection is gone); an in-flight result is dropped and its
+        rows are released when that step returns."""
         session.close()
-        self._sessions.discard(session)
+        self._ready.discard(session)
         if session.sched is Sched.QUEUED:
-            try:
-                self._ready.remove(session)
-            except ValueError:
-                pass
             session.sched = Sched.IDLE
+        if session in self._sessions:
+            self._sessions.discard(session)
+            if session.sched is not Sched.IN_FLIGHT:
+                self._release(session)
         self._update_depth()
+
+    def _release(self, s: Session) -> None:
+        if s.enc_slot is not None:
+            self.enc_pool.release(s.enc_slot)
+            s.enc_slot = None
+        if s.dec_slot is not None:
+            self.dec_pool.release(s.dec_slot)
+            s.dec_slot = None
 
     @property
     def queue_depth(self) -> int:
-        return sum(len(s.pending) for s in self._ready)
+        """Blocks waiting for a step, in every session (in a running step: not counted)."""
+        return sum(len(s.pending) for s in self._sessions)
 
     def _mark_ready(self, s: Session) -> None:
         if s.pending and s.sched is Sched.IDLE and not s.dropped:
             s.sched = Sched.QUEUED
-            self._ready.append(s)
+            self._ready.add(s)
             self._wake.set()
 
     def _update_depth(self) -> None:
@@ -92,96 +130,120 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._steps:
+            await asyncio.gather(*self._steps, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     # ---- the consumer ------------------------------------------------------------
+    def _due(self, s: Session) -> float:
+        """When this session's head job is due: it became ready, and the session is not ahead
+        of its fair share."""
+        return max(s.pending[0].t_ready, s.vclock)
+
+    async def _sleep(self, timeout: float | None) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            while not self._ready:
-                if self._stopping:
+            while not (self._ready and self._busy < self.workers):
+                if self._stopping and not self._ready:
                     return
-                self._wake.clear()
-                await self._wake.wait()
-            # Gather: until max_batch sessions (or every known session) are ready,
-            # or the oldest job waited max_wait.
-            oldest = min((s.pending[0].t_ready for s in self._ready if s.pending), default=time.monotonic())
-            while len(self._ready) < min(self.max_batch, len(self._sessions)) and not self._stopping:
+                await self._sleep(None)
+            # Gather: until max_batch sessions (or every session that could be) are ready,
+            # or the oldest ready job waited max_wait.
+            want = min(self.max_batch, len(self._sessions) - self._in_flight())
+            while self._ready and len(self._ready) < want and not self._stopping:
+                oldest = min(s.pending[0].t_ready for s in self._ready)
                 left = oldest + self.max_wait - time.monotonic()
                 if left <= 0:
                     break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), left)
-                except TimeoutError:
-                    break
-            batch: list[Session] = []
-            while self._ready and len(batch) < self.max_batch:
-                s = self._ready.popleft()
-                s.sched = Sched.IDLE
-                if s.pending and not s.dropped:
-                    batch.append(s)
+                await self._sleep(left)
+            batch = sorted((s for s in self._ready if s.pending and not s.dropped), key=self._due)[:self.max_batch]
+            for s in list(self._ready):
+                if not s.pending or s.dropped:
+                    self._ready.discard(s)
+                    s.sched = Sched.IDLE
             if not batch:
                 continue
-            jobs = [s.pending.popleft() for s in batch]
+            jobs = []
             for s in batch:
+                self._ready.discard(s)
+                job = s.pending.popleft()
+                s.vclock = max(s.vclock, job.t_ready) + self.block_seconds
                 s.sched = Sched.IN_FLIGHT
+                jobs.append(job)
             self._update_depth()
-            states = [(s.enc_state, s.dec_state) for s in batch]  # handed to the worker, returned new
-            try:
-                results, new_states = await loop.run_in_executor(self._executor, self._step, states, jobs,
-                                                                 [s.wants_audio for s in batch])
-            except Exception as e:  # a model failure ends the sessions in the step, not the server
-                log.exception("batched step failed")
-                results = new_states = None
-                for s in batch:
-                    s.fail(ProtocolError("internal", f"the model step failed: {type(e).__name__}: {e}"))
-            finally:
-                self.steps += 1
-            for i, s in enumerate(batch):
-                s.sched = Sched.IDLE
-                if results is not None:
-                    s.enc_state, s.dec_state = new_states[i]
-                    s.deliver(results[i])
-                self._mark_ready(s)
-            self._update_depth()
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._execute(batch, jobs))
+            self._steps.add(task)
+            task.add_done_callback(self._steps.discard)
 
-    def _step(self, states: list[tuple[State | None, State | None]], jobs: list[Block | CodesJob],
-              wants_audio: list[bool]) -> tuple[list[StepResult], list[tuple[State | None, State | None]]]:
-        """Worker thread: one encode step and/or one decode step over the gathered rows. Reads
-        only its arguments (each row's encoder and decoder state) and returns the results and
-        the new states; the event loop stores them (no session field is written here)."""
-        new_states = [list(st) for st in states]
+    def _in_flight(self) -> int:
+        return sum(1 for s in self._sessions if s.sched is Sched.IN_FLIGHT)
+
+    async def _execute(self, batch: list[Session], jobs: list[Block | CodesJob]) -> None:
+        loop = asyncio.get_running_loop()
+        enc_slots = [s.enc_slot for s, j in zip(batch, jobs) if isinstance(j, Block)]
+        dec_slots = [s.dec_slot if (isinstance(j, CodesJob) or s.wants_audio) else None
+                     for s, j in zip(batch, jobs)]
+        try:
+            results = await loop.run_in_executor(self._executor, self._step, jobs, enc_slots, dec_slots)
+        except Exception as e:  # a model failure ends the sessions in the step, not the server
+            log.exception("batched step failed")
+            results = None
+            for s in batch:
+                s.fail(ProtocolError("internal", f"the model step failed: {type(e).__name__}: {e}"))
+        finally:
+            self.steps += 1
+            self._busy -= 1
+        for i, s in enumerate(batch):
+            s.sched = Sched.IDLE
+            if s not in self._sessions:  # removed during the step: its rows are free now
+                self._release(s)
+                continue
+            if results is not None:
+                s.deliver(results[i])
+            self._mark_ready(s)
+        self._update_depth()
+        self._wake.set()
+
+    # ---- the worker thread ----------------------------------------------------------
+    def _run_part(self, kind: str, pool: StatePool, slots: list[int], step, inputs):
+        """Gather ``slots``' rows, run one step, scatter the new rows; returns its output."""
+        state = pool.gather(slots)
+        t = time.monotonic()
+        out, new = step(inputs, state)
+        self.metrics.step_seconds.labels(kind).observe(time.monotonic() - t)
+        self.metrics.batch_size.labels(kind).observe(len(slots))
+        pool.scatter(slots, new)
+        return out
+
+    def _step(self, jobs: list[Block | CodesJob], enc_slots: list[int],
+              dec_slots: list[int | None]) -> list[StepResult]:
+        """Worker thread: one encode step and/or one decode step over the batch's rows. Reads
+        the jobs and writes only its own rows of the pools (no session field is touched)."""
         t0 = time.monotonic()
         n = len(jobs)
         codes_out: list[list[np.ndarray] | None] = [None] * n
         audio_out: list[np.ndarray | None] = [None] * n
         enc = [i for i, j in enumerate(jobs) if isinstance(j, Block)]
         if enc:
-            pcm = np.stack([jobs[i].pcm for i in enc])
-            state = stack_states([states[i][0] for i in enc])
-            t = time.monotonic()
-            codes, new = self.backend.encode_step(pcm, state)
-            self.metrics.step_seconds.labels("encode").observe(time.monotonic() - t)
-            self.metrics.batch_size.labels("encode").observe(len(enc))
-            for r, (i, st) in enumerate(zip(enc, split_states(new))):
-                new_states[i][0] = st
+            codes = self._run_part("encode", self.enc_pool, enc_slots, self.backend.encode_step,
+                                   np.stack([jobs[i].pcm for i in enc]))
+            for r, i in enumerate(enc):
                 codes_out[i] = [np.asarray(c[r]) for c in codes]
-        dec = [i for i, j in enumerate(jobs)
-               if isinstance(j, CodesJob) or (wants_audio[i] and codes_out[i] is not None)]
+        dec = [i for i in range(n) if dec_slots[i] is not None]
         if dec:
             rows = [jobs[i].codes if isinstance(jobs[i], CodesJob) else [c[None, :] for c in codes_out[i]]
                     for i in dec]
-            codes_in = [np.concatenate([r[l] for r in rows]) for l in range(len(rows[0]))]
-            state = stack_states([states[i][1] for i in dec])
-            t = time.monotonic()
-            pcm, new = self.backend.decode_step(codes_in, state)
-            self.metrics.step_seconds.labels("decode").observe(time.monotonic() - t)
-            self.metrics.batch_size.labels("decode").observe(len(dec))
-            for r, (i, st) in enumerate(zip(dec, split_states(new))):
-                new_states[i][1] = st
+            pcm = self._run_part("decode", self.dec_pool, [dec_slots[i] for i in dec], self.backend.decode_step,
+                                 [np.concatenate([r[l] for r in rows]) for l in range(len(rows[0]))])
+            for r, i in enumerate(dec):
                 audio_out[i] = np.asarray(pcm[r], dtype=np.float32)
         t1 = time.monotonic()
-        return ([StepResult(j.seq, codes_out[i], audio_out[i], getattr(j, "input_samples", 0),
-                            j.t_ready, t0, t1, n) for i, j in enumerate(jobs)],
-                [(e, d) for e, d in new_states])
+        return [StepResult(j.seq, codes_out[i], audio_out[i], getattr(j, "input_samples", 0),
+                           j.t_ready, t0, t1, n) for i, j in enumerate(jobs)]

@@ -49,6 +49,8 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 8
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: ~5 s of 48 kHz float32 mono
+DEFAULT_MAX_TEXT_BYTES = 64 << 10  # a JSON message: refused by size before it is parsed
+DEFAULT_MAX_QUEUED_SECONDS = 5.0  # per connection: audio received but not yet answered; then input waits
 
 
 class Close(IntEnum):
@@ -260,8 +262,10 @@ def parse_text(text: str | bytes) -> dict:
     """A text frame -> a JSON object with a string ``type``; raises ProtocolError."""
     try:
         d = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProtocolError("bad_json", f"text frames must be JSON objects; could not parse: {e}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "text frames must be JSON objects; this one nests too deeply to parse") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+        raise ProtocolError("bad_json", f"text frames must be JSON objects; could not parse: {str(e)[:200]}") from None
     if not isinstance(d, dict):
         raise ProtocolError("bad_message", f"a message must be a JSON object, got {type(d).__name__}")
     t = d.get("type")
@@ -305,7 +309,7 @@ def parse_start(d: dict, endpoint: str = STREAM_PATH, *, vocabulary: bool = True
         raise ProtocolError("unsupported_rate", f"start: sample_rate {rate} Hz is not supported; "
                             f"accepted: integers {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
     fmt = d.get("format", "pcm_f32le")
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ProtocolError("unsupported_format", f"start: format {fmt!r} is not supported; accepted: {list(FORMATS)}")
     ch = _int(d, "channels", 1)
     if not 1 <= ch <= MAX_CHANNELS:
@@ -333,9 +337,18 @@ def decode_pcm(data: bytes, start: Start) -> np.ndarray:
     return x
 
 
-def _int_list(v: Any, what: str) -> list[int]:
-    if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
-        raise ProtocolError("bad_tokens", f"{what} must be a list of integers, got {json.dumps(v)[:80]}")
+def _int_list(v: Any, what: str, size: int) -> list[int]:
+    """``v`` as a list of ints in ``[0, size)``, or a ``bad_tokens`` error naming the first bad item."""
+    if not isinstance(v, list):
+        raise ProtocolError("bad_tokens", f"{what} must be a list of integers, got {type(v).__name__}")
+    for pos, i in enumerate(v):
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise ProtocolError("bad_tokens", f"{what} holds {type(i).__name__} at position {pos}; "
+                                f"accepted: integers in [0, {size})")
+        if not 0 <= i < size:
+            shown = str(i) if i.bit_length() < 200 else f"an integer of {i.bit_length()} bits"
+            raise ProtocolError("bad_tokens", f"{what} holds {shown} at position {pos}; "
+                                f"accepted: integers in [0, {size})")
     return v
 
 
@@ -364,9 +377,9 @@ def parse_tokens(d: dict, tokens_per_block: tuple[int, ...], level_sizes: tuple[
     for l, item in enumerate(v):
         try:
             if key == "codes":
-                c = _int_list(item, f"codes level {l + 1}")
+                c = _int_list(item, f"codes level {l + 1}", level_sizes[l])
             elif key == "levels":
-                c = vocab.token_ids_to_codes(l, _int_list(item, f"levels level {l + 1}"))
+                c = vocab.token_ids_to_codes(l, _int_list(item, f"levels level {l + 1}", vocab.vocab_size))
             else:
                 if not isinstance(item, str):
                     raise ProtocolError("bad_tokens", f"text level {l + 1} must be a string")

@@ -17,44 +17,23 @@ import asyncio
 import hmac
 import json
 import logging
-import threading
+import math
 import time
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from .backend import Backend
-from .batcher import Batcher
+from .batcher import Batcher, default_workers
 from .metrics import ServerMetrics
-from .protocol import (DECODE_PATH, DEFAULT_MAX_MESSAGE_BYTES, HEALTH_PATH, METRICS_PATH, PROTOCOL_VERSION,
+from .protocol import (DECODE_PATH, HEALTH_PATH, METRICS_PATH, PROTOCOL_VERSION,
                        STREAM_PATH, WS_PATHS, Audio, End, ProtocolError, Ready, Timing, Tokens, close_reason,
                        parse_start, parse_text, parse_tokens)
+from .server_config import ServerConfig
 from .session import Outgoing, Phase, Session, StepResult
 
 log = logging.getLogger("llmcodec.server")
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8765  # 0: any free port (see StreamServer.port)
-    max_batch: int = 16
-    max_wait_ms: float = 5.0
-    max_connections: int = 64
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    idle_timeout: float = 30.0  # seconds without a client message
-    token: str | None = None  # bearer token required for /v1/* and /metrics
-    origins: tuple[str, ...] = ()  # allowed Origin headers (browsers); empty: any
-    drain_timeout: float = 10.0  # shutdown: seconds to finish blocks in flight
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch", "max_connections", "max_message_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_wait_ms < 0 or self.idle_timeout <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and idle_timeout > 0")
 
 
 class StreamServer:
@@ -70,13 +49,15 @@ class StreamServer:
         self.draining = False
         self.batcher: Batcher | None = None
         self._ws: Server | None = None
-        self._enc0 = backend.init_encoder_state(1)
-        self._dec0 = backend.init_decoder_state(1)
+        self.workers = config.workers or default_workers()
+        # per connection: blocks received but not yet sent back before its input is read again
+        self.max_unsent = max(1, math.ceil(config.max_queued_seconds / self.facts.block_seconds))
         self._closed = asyncio.Event()
 
     # ---- lifecycle ------------------------------------------------------------
     async def start(self) -> "StreamServer":
-        self.batcher = Batcher(self.backend, self.config.max_batch, self.config.max_wait_ms, self.metrics)
+        self.batcher = Batcher(self.backend, self.config.max_batch, self.config.max_wait_ms, self.metrics,
+                               workers=self.workers)
         self.batcher.start()
         self._ws = await serve(self._handler, self.config.host, self.config.port,
                                process_request=self._process_request, compression=None,
@@ -122,8 +103,14 @@ class StreamServer:
         except TimeoutError:
             pass
         if s.phase is Phase.DRAINING:
-            s.fail(ProtocolError("going_away", f"the server is shutting down; all {s.delivered} complete "
-                                 "block(s) were sent, audio after the last complete block was not encoded"))
+            if s.delivered == s.next_seq:
+                told = (f"all {s.delivered} complete block(s) were sent; audio after the last complete block "
+                        "was not encoded")
+            else:
+                told = (f"{s.delivered} of {s.next_seq} complete block(s) were sent before the drain timeout "
+                        f"({self.config.drain_timeout:g} s); the other {s.next_seq - s.delivered} and any audio "
+                        "after the last complete block were not encoded")
+            s.fail(ProtocolError("going_away", f"the server is shutting down; {told}"))
 
     # ---- HTTP before the handshake ------------------------------------------------
     def _respond(self, connection: ServerConnection, status: int, text: str, reason: str | None = None,
@@ -230,14 +217,14 @@ class StreamServer:
             raise ProtocolError("not_started", "the first message must be a JSON start message "
                                 "(text frame), e.g. {\"type\": \"start\", \"sample_rate\": 16000, "
                                 "\"format\": \"pcm_f32le\", \"channels\": 1}")
-        d = parse_text(msg)
+        d = self._parse(msg)
         if d["type"] != "start":
             raise ProtocolError("not_started", f"got {d['type']!r} before 'start'; the first message must be start")
         start = parse_start(d, path, vocabulary=self.vocab is not None)
         if self.draining:
             raise ProtocolError("going_away", "the server is shutting down")
-        session = Session(path, start, self.facts, {k: v.copy() for k, v in self._enc0.items()},
-                          {k: v.copy() for k, v in self._dec0.items()})
+        session = Session(path, start, self.facts)
+        self.batcher.attach(session)
         self.sessions[session.id] = session
         self.metrics.active_streams.labels(path).inc()
         self.metrics.connections.labels(path).inc()
@@ -254,9 +241,14 @@ class StreamServer:
         await ws.send(ready.to_json())
 
     async def _receive_loop(self, ws: ServerConnection, s: Session) -> None:
-        """Until end (queues End after the last result), an error, or the client leaves."""
+        """Until end (queues End after the last result), an error, or the client leaves.
+
+        Backpressure: after each message, the next is read only once at most ``max_unsent``
+        of this connection's blocks are waiting (queued, in a step, or not yet sent), so one
+        connection holds at most ``max_queued_seconds`` of work plus one message."""
         while True:
             try:
+                await s.wait_unsent_below(self.max_unsent)
                 msg = await self._recv(ws)
                 if not s.accepting:
                     continue  # draining: the sender closes the connection soon
@@ -267,7 +259,7 @@ class StreamServer:
                                             "frames; send audio to /v1/stream")
                     self.batcher.submit(s, s.push_pcm(msg, now))
                     continue
-                d = parse_text(msg)
+                d = self._parse(msg)
                 t = d["type"]
                 if t == "start":
                     raise ProtocolError("unexpected_message", "'start' was already received; after it send "
@@ -278,6 +270,12 @@ class StreamServer:
                         raise ProtocolError("unexpected_message", "/v1/stream takes binary PCM frames and "
                                             "{\"type\": \"end\"}; send tokens to /v1/decode")
                     codes = parse_tokens(d, self.facts.tokens_per_block, self.facts.level_sizes, self.vocab)
+                    blocks = codes[0].size // self.facts.tokens_per_block[0]
+                    if blocks > self.max_unsent:
+                        raise ProtocolError("too_large", f"a tokens message holds {blocks} blocks; a connection "
+                                            f"may have at most {self.max_unsent} blocks "
+                                            f"({self.config.max_queued_seconds:g} s of audio) waiting, so send "
+                                            "fewer blocks per message")
                     self.batcher.submit(s, s.push_codes(codes, now))
                     continue
                 # end
@@ -293,6 +291,15 @@ class StreamServer:
             except ProtocolError as e:
                 s.fail(e)  # nothing if the session already failed or closed
                 return
+
+    def _parse(self, msg: str) -> dict:
+        """A text message -> its JSON object, refusing one over ``max_text_bytes`` before parsing."""
+        size = len(msg) if len(msg) * 4 <= self.config.max_text_bytes else len(msg.encode("utf-8", "replace"))
+        if size > self.config.max_text_bytes:
+            raise ProtocolError("too_large", f"a text message of {size} bytes is over this server's limit of "
+                                f"{self.config.max_text_bytes} bytes for JSON messages (refused before parsing); "
+                                "send fewer blocks per tokens message")
+        return parse_text(msg)
 
     def _message(self, s: Session, r: StepResult) -> tuple[str, bytes | None]:
         if s.endpoint == STREAM_PATH:
@@ -329,6 +336,7 @@ class StreamServer:
                 await ws.send(text)
                 if data is not None:
                     await ws.send(data)
+                s.was_sent()
                 self.metrics.blocks.labels(s.endpoint).inc()
                 self.metrics.queue_seconds.observe(r.t_start - r.t_ready)
                 self.metrics.block_latency.labels(s.endpoint).observe(time.monotonic() - r.t_ready)
@@ -352,62 +360,3 @@ async def run_server(backend: Backend, config: ServerConfig, stop: asyncio.Event
         ready(server)
     await stop.wait()
     await server.shutdown()
-
-
-class ServerThread:
-    """A server on its own event loop in a background thread (tests, benchmarks).
-
-    ``with ServerThread(backend, ServerConfig(port=0)) as st: st.url``
-    """
-
-    def __init__(self, backend: Backend, config: ServerConfig = ServerConfig(port=0)):
-        self.backend, self.config = backend, config
-        self.server: StreamServer | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="llmcodec-server", daemon=True)
-
-    def _main(self) -> None:
-        async def main():
-            self.loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-
-            def on_ready(server: StreamServer) -> None:
-                self.server = server
-                self._started.set()
-            await run_server(self.backend, self.config, self._stop, on_ready)
-        try:
-            asyncio.run(main())
-        except BaseException as e:  # surfaced by start()
-            self._error = e
-            self._started.set()
-
-    def start(self, timeout: float = 30.0) -> "ServerThread":
-        self._thread.start()
-        if not self._started.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"server did not start: {self._error!r}")
-        return self
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def call(self, fn, timeout: float = 30.0):
-        """Run ``fn()`` (a function or coroutine function) on the server's loop; returns its result."""
-        async def wrap():
-            r = fn()
-            return await r if asyncio.iscoroutine(r) else r
-        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self._thread.is_alive() and self.loop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout)
-
-    def __enter__(self) -> "ServerThread":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

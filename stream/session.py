@@ -3,7 +3,9 @@ and the encoder/decoder state rows that the batcher steps.
 
 A session never runs the model itself: it turns frames into ``Block`` jobs and
 receives results in order through ``deliver``; its ``out`` queue feeds the
-connection's sender task.
+connection's sender task. Its state rows live in the batcher's slot pools
+(``enc_slot``/``dec_slot``, stream/slots.py); ``vclock`` is the batcher's fair-share
+clock (stream/batcher.py).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from .backend import ModelFacts, State
+from .backend import ModelFacts
 from .buffer import SampleBlocks
 from .protocol import DECODE_PATH, STREAM_PATH, Start, decode_pcm
 
@@ -103,16 +105,18 @@ class Session:
     only reads the states it is handed and returns the new ones (``Batcher._step``).
     """
 
-    def __init__(self, endpoint: str, start: Start, facts: ModelFacts,
-                 enc_state: State | None, dec_state: State | None):
+    def __init__(self, endpoint: str, start: Start, facts: ModelFacts):
         self.id = f"s{next(_ids)}"
         self.endpoint = endpoint
         self.start = start
         self.facts = facts
         self.block = facts.block_size
         self.wants_audio = "audio" in start.returns
-        self.enc_state = enc_state if endpoint == STREAM_PATH else None
-        self.dec_state = dec_state if (self.wants_audio or endpoint == DECODE_PATH) else None
+        self.encodes = endpoint == STREAM_PATH
+        self.decodes = self.wants_audio or endpoint == DECODE_PATH
+        self.enc_slot: int | None = None  # rows in the batcher's state pools (Batcher.attach)
+        self.dec_slot: int | None = None
+        self.vclock = 0.0  # the batcher's fair-share clock: when this stream's next block is due
         self.resampler = None
         if endpoint == STREAM_PATH and start.sample_rate != facts.sample_rate:
             self.resampler = soxr.ResampleStream(start.sample_rate, facts.sample_rate, 1,
@@ -121,13 +125,13 @@ class Session:
         self.samples_in = 0  # input samples (per channel, client rate)
         self.next_seq = 0  # blocks created
         self.delivered = 0  # results handed to the sender
+        self.sent = 0  # results the sender has written to the connection
         self.phase = Phase.OPEN
         # batcher bookkeeping
         self.pending: deque[Block | CodesJob] = deque()
         self.sched = Sched.IDLE
         self.out: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._progress = asyncio.Event()  # set whenever delivered, sent or the phase changes
 
     # ---- the lifecycle (the only writers of ``phase``) ---------------------------
     def _to(self, phase: Phase) -> None:
@@ -201,8 +205,17 @@ class Session:
             return
         self.delivered += 1
         self.out.put_nowait(Outgoing("result", result))
-        if self.outstanding == 0:
-            self._idle.set()
+        self._progress.set()
+
+    def was_sent(self) -> None:
+        """The sender wrote one result to the connection."""
+        self.sent += 1
+        self._progress.set()
+
+    @property
+    def unsent(self) -> int:
+        """Blocks created but not yet written to the connection (queued, in a step or in ``out``)."""
+        return self.next_seq - self.sent
 
     def fail(self, error: Any) -> None:
         """Stop taking input and queue an error for the sender (closes after it); nothing
@@ -211,21 +224,27 @@ class Session:
             return
         self._to(Phase.FAILED)
         self.pending.clear()
-        self._idle.set()
+        self._progress.set()
         self.out.put_nowait(Outgoing("error", error=error))
 
     async def wait_idle(self) -> None:
-        """Until every block created so far has been delivered."""
+        """Until every block created so far has been delivered (or the session is dropped)."""
         while self.outstanding > 0 and not self.dropped:
-            self._idle.clear()
-            await self._idle.wait()
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def wait_unsent_below(self, blocks: int) -> None:
+        """Backpressure: until at most ``blocks`` blocks are unsent (or the session is dropped)."""
+        while self.unsent > blocks and not self.dropped:
+            self._progress.clear()
+            await self._progress.wait()
 
     def close(self) -> None:
         """The connection is gone: drop pending work and wake waiters."""
         if self.phase is not Phase.CLOSED:
             self._to(Phase.CLOSED)
         self.pending.clear()
-        self._idle.set()
+        self._progress.set()
 
     def __repr__(self) -> str:
         return (f"Session({self.id}, {self.endpoint}, {self.phase.value}, in={self.samples_in}, blocks={self.next_seq}, "

@@ -19,7 +19,11 @@ def facts_of(loaded: LoadedCodec) -> ModelFacts:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, loaded: LoadedCodec | None = None, device: str = "cpu"):
+    def __init__(self, loaded: LoadedCodec | None = None, device: str = "cpu", threads: int | None = None):
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
         self.loaded = loaded or load_model(device=device)
         self.model = self.loaded.model
         self.device = torch.device(device)

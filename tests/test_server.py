@@ -25,7 +25,8 @@ from conftest import real_token_differences
 from llmcodec.stream.buffer import decode_all, encode_all
 from llmcodec.stream.client import ConnectError, decode_codes, open_connection, stream_file, stream_pcm
 from llmcodec.stream.protocol import STREAM_PATH, Start
-from llmcodec.stream.server import ServerConfig, ServerThread
+from llmcodec.stream.server_config import ServerConfig
+from llmcodec.stream.server_thread import ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +95,7 @@ def test_session_blocks_equal_offline_resampling(default_backend, rate, channels
         x = np.round(np.clip(x, -1, 32767 / 32768) * 32768).astype(np.int16)
     data = to_bytes(x, fmt)
     async def run():
-        s = Session(STREAM_PATH, Start(rate, fmt, channels), default_backend.facts, {}, {})
+        s = Session(STREAM_PATH, Start(rate, fmt, channels), default_backend.facts)
         blocks, rng, i = [], np.random.default_rng(rate), 0
         frame = s.start.frame_bytes
         while i < len(data):

@@ -18,7 +18,8 @@ from conftest import real_token_differences
 from llmcodec.stream.buffer import encode_all
 from llmcodec.stream.client import stream_pcm
 from llmcodec.stream.protocol import DECODE_PATH, STREAM_PATH
-from llmcodec.stream.server import ServerConfig, ServerThread
+from llmcodec.stream.server_config import ServerConfig
+from llmcodec.stream.server_thread import ServerThread
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -142,6 +143,30 @@ CASES = {  # name: (path, steps, error code, close code, words the message must 
                          "bad_tokens", 1007, "level 1"),
     "no tokens field": (DECODE_PATH, [{"type": "start"}, {"type": "tokens", "ids": [1]}], "bad_tokens", 1007,
                         "'codes'"),
+    # Inputs that once closed with 1000 and no message:
+    "JSON nested 20000 deep before start": (STREAM_PATH, ["[" * 20_000 + "]" * 20_000], "bad_json", 1007,
+                                            "nests too deeply"),
+    "JSON nested 10000 deep mid-stream": (STREAM_PATH, [START, AUDIO, '{"a":' * 10_000 + "1" + "}" * 10_000],
+                                          "bad_json", 1007, "nests too deeply"),
+    "JSON nested 100000 deep before start": (STREAM_PATH, ["[" * 100_000 + "]" * 100_000], "too_large", 1009,
+                                             "refused before parsing"),
+    "JSON nested 100000 deep mid-stream": (STREAM_PATH, [START, AUDIO, '{"a":' * 100_000 + "1" + "}" * 100_000],
+                                           "too_large", 1009, "refused before parsing"),
+    "5000-digit integer": (STREAM_PATH, ['{"type": "start", "sample_rate": ' + "9" * 5000 + "}"], "bad_json", 1007,
+                           "digits"),
+    "format as a list": (STREAM_PATH, [{**START, "format": ["pcm_s16le"]}], "unsupported_format", 1003,
+                         "pcm_f32le"),
+    "format as an object": (STREAM_PATH, [{**START, "format": {"a": 1}}], "unsupported_format", 1003,
+                            "pcm_f32le"),
+    "decode id 2**70": (DECODE_PATH, [{"type": "start"}, {"type": "tokens", "codes": [[2 ** 70], [2, 3], [4, 5, 6, 7]]}],
+                        "bad_tokens", 1007, "accepted: integers in [0, 4096)"),
+    "LLM token id 2**70": (DECODE_PATH, [{"type": "start"},
+                                         {"type": "tokens", "levels": [[2 ** 70], [2, 3], [4, 5, 6, 7]]}],
+                           "bad_tokens", 1007, "[0, 49152)"),
+    "text message over max_text_bytes": (DECODE_PATH, [{"type": "start"}, {"type": "tokens", "codes": [[1] * 40000,
+                                         [2] * 80000, [3] * 160000]}], "too_large", 1009, "refused before parsing"),
+    "tokens message over the queue limit": (DECODE_PATH, [{"type": "start"}, {"type": "tokens", "codes": [
+        [1] * 500, [2] * 1000, [3] * 2000]}], "too_large", 1009, "fewer blocks per message"),
 }
 
 

@@ -15,7 +15,7 @@ FACTS = ModelFacts("m", 16000, 1920, 480, (4, 2, 1), (1, 2, 4), (10, 20, 20), "l
 def _session(endpoint: str = STREAM_PATH) -> Session:
     start = parse_start({"type": "start", "sample_rate": 16000}, endpoint) \
         if endpoint == STREAM_PATH else parse_start({"type": "start"}, endpoint)
-    return Session(endpoint, start, FACTS, {}, {})
+    return Session(endpoint, start, FACTS)
 
 
 def test_lifecycle_transitions():

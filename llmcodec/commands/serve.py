@@ -9,6 +9,8 @@ import signal
 import sys
 
 from llmcodec.stream.backends import BACKENDS
+from llmcodec.stream.protocol import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUED_SECONDS,
+                                      DEFAULT_MAX_TEXT_BYTES)
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -20,8 +22,20 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="longest wait for more streams after a block is ready (default 5)")
     p.add_argument("--max-connections", type=int, default=64, help="streams above this get HTTP 503 (default 64)")
-    p.add_argument("--max-message-bytes", type=int, default=None, help="largest client message (default 1 MiB)")
+    p.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                   help=f"largest client message, bytes (default {DEFAULT_MAX_MESSAGE_BYTES})")
+    p.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
+                   help=f"largest JSON message, refused before parsing (default {DEFAULT_MAX_TEXT_BYTES})")
+    p.add_argument("--max-queued-seconds", type=float, default=DEFAULT_MAX_QUEUED_SECONDS,
+                   help="per connection: audio received but not yet answered before the server stops reading "
+                        f"that connection (backpressure; default {DEFAULT_MAX_QUEUED_SECONDS:g})")
     p.add_argument("--idle-timeout", type=float, default=30.0, help="close a stream silent this long (s, default 30)")
+    p.add_argument("--drain-timeout", type=float, default=10.0,
+                   help="on shutdown, seconds to finish the blocks in flight (default 10)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="batched steps run at once, one per core (default: cores, at most 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="intra-op threads of each step (default 1: the cores go to --workers)")
     p.add_argument("--token", default=os.environ.get("LLMCODEC_TOKEN"),
                    help="require this bearer token (default: $LLMCODEC_TOKEN; none: no auth)")
     p.add_argument("--origin", action="append", default=[],
@@ -31,17 +45,19 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmcodec.stream.backends import make_backend
-    from llmcodec.stream.protocol import DEFAULT_MAX_MESSAGE_BYTES
     from llmcodec.stream.server import ServerConfig, run_server
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
     config = ServerConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                          max_connections=args.max_connections,
-                          max_message_bytes=args.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES,
-                          idle_timeout=args.idle_timeout, token=args.token or None, origins=tuple(args.origin))
+                          max_connections=args.max_connections, max_message_bytes=args.max_message_bytes,
+                          max_text_bytes=args.max_text_bytes, max_queued_seconds=args.max_queued_seconds,
+                          idle_timeout=args.idle_timeout, token=args.token or None, origins=tuple(args.origin),
+                          drain_timeout=args.drain_timeout, workers=args.workers)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     try:
-        backend = make_backend(args.backend, args.model)
+        backend = make_backend(args.backend, args.model, threads=args.threads)
     except ImportError as e:
         raise ValueError(f"backend {args.backend!r} is not available here ({e}); accepted: torch") from None
 
@@ -55,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f = backend.facts
             print(f"llmcodec serve: listening on {server.url} (backend {backend.name}, model {f.name}, "
                   f"block {f.block_size} samples at {f.sample_rate} Hz, max batch {config.max_batch}, "
+                  f"{server.workers} worker(s) x {args.threads} thread(s), "
                   f"auth {'on' if config.token else 'off'})", flush=True)
         await run_server(backend, config, stop, ready)
         print("llmcodec serve: stopped", flush=True)
