@@ -34,9 +34,11 @@ class ServerSettings:
     backends: tuple[str, ...] = ("torch", "onnx")  # `llmcodec serve --backend`; onnx serves the export
     max_batch: int = 16  # the server's defaults
     max_wait_ms: float = 5.0
+    p99_ms: float = 60.0  # a level holds with p99 added latency under this, nothing dropped, exact tokens
+    greedy: int = 4  # fairness: fast clients beside the largest N that held (0: no fairness run)
 
 
-QUICK_SERVER = ServerSettings(clients=(1, 4, 16, 64), seconds=3.0, backends=("onnx",))
+QUICK_SERVER = ServerSettings(clients=(1, 4, 16, 64), seconds=3.0, backends=("onnx",), greedy=0)
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,16 @@ class LoadPoint:
     block_seconds: float
     errors: tuple[str, ...] = ()
     load_avg: float = float("nan")  # the machine's 1-minute load average after the level
+    exact_streams: int = -1  # streams whose tokens equal offline (-1: not checked)
+    greedy: int = 0  # fast clients beside the real-time ones (a fairness run)
+    p99_limit: float = 0.060
 
     @property
     def realtime(self) -> bool:
-        """Every block arrived, no client failed, and p99 added latency is under one block."""
-        return not self.errors and self.dropped == 0 and self.latency_p99 < self.block_seconds
+        """Every block arrived, no client failed, p99 added latency under the limit (60 ms) and
+        every stream's tokens equal offline."""
+        return (not self.errors and self.dropped == 0 and self.latency_p99 < self.p99_limit
+                and self.exact_streams in (-1, self.clients))
 
 
 # ---- server sweep ---------------------------------------------------------------------------
@@ -103,13 +110,23 @@ def server_sweep(settings: ServerSettings, model_dir: str | Path | None, export_
             missing.append(("server", f"server load {name}", f"{type(e).__name__}: {e}".splitlines()[0][:200]))
             continue
         try:
+            offline = server_load.OfflineTokens(name, None if model is None else str(model))
+            held = 0
             for n in settings.clients:
                 log(f"server load: {name}, {n} client(s) x {settings.seconds:g} s of speech, paced in real time")
-                lv = server_load.run_level(server.url, n, settings.seconds, server=server)
-                p = load_point(lv, name, settings.seconds, cfg.block_size, cfg.sample_rate)
+                lv = server_load.run_level(server.url, n, settings.seconds, server=server,
+                                           p99_ms=settings.p99_ms, offline=offline)
+                p = load_point(lv, name, settings.seconds, cfg.block_size, cfg.sample_rate, settings.p99_ms)
                 points.append(p)
                 if not p.realtime:
                     break
+                held = n
+            if settings.greedy and held:
+                log(f"server load: {name}, fairness: {held} real-time clients beside {settings.greedy} greedy ones")
+                lv = server_load.run_level(server.url, held, settings.seconds, server=server,
+                                           p99_ms=settings.p99_ms, offline=offline, greedy=settings.greedy)
+                points.append(load_point(lv, name, settings.seconds, cfg.block_size, cfg.sample_rate,
+                                         settings.p99_ms))
         except Exception as e:  # noqa: BLE001 - report and go on with the next backend
             missing.append(("server", f"server load {name}", f"{type(e).__name__}: {e}".splitlines()[0][:200]))
         finally:
@@ -118,7 +135,7 @@ def server_sweep(settings: ServerSettings, model_dir: str | Path | None, export_
 
 
 def load_point(lv: Any, backend: str, seconds: float, block_size: int = 1920,
-               sample_rate: int = 16000) -> LoadPoint:
+               sample_rate: int = 16000, p99_ms: float = 60.0) -> LoadPoint:
     """A ``llmcodec.bench.server_load.LevelResult`` (milliseconds) -> ``LoadPoint`` (seconds)."""
     block_seconds = block_size / sample_rate
     expected = lv.streams * -(-int(round(seconds * sample_rate)) // block_size)  # whole blocks, ceil
@@ -133,7 +150,8 @@ def load_point(lv: Any, backend: str, seconds: float, block_size: int = 1920,
         lv.late_blocks, max(0, expected - lv.blocks), lv.blocks,
         f"mean {mean_b:.1f}, max {max(lv.batch_sizes, default=0)}",
         float("nan") if cpu is None else cpu, block_seconds, tuple(lv.errors),
-        float(getattr(lv, "load_avg", None) or float("nan")))
+        float(getattr(lv, "load_avg", None) or float("nan")), int(getattr(lv, "exact_streams", -1)),
+        int(getattr(lv, "greedy", 0) or 0), p99_ms / 1e3)
 
 
 # ---- the whole run --------------------------------------------------------------------------

@@ -8,13 +8,21 @@ in a step at a time. Each session's state is a row of the batcher's slot pools
 on a worker thread, and scatters the new rows back.
 
 Scheduling: up to ``workers`` steps run at once (one per core by default, each
-runtime single-threaded). A step takes up to ``max_batch`` ready sessions,
-waiting at most ``max_wait_ms`` after the oldest job became ready. When more
-sessions are ready than fit, the most urgent go first: every session has a
-fair-share clock (``Session.vclock``) that advances one block duration per
-block served, so a stream at real-time pace is always due, while a client that
-sends faster than real time runs ahead of its clock and gets only the room the
-others leave (work-conserving: spare room is never left idle).
+runtime single-threaded). Every session has a fair-share clock
+(``Session.vclock``) that advances one block duration per block served: a
+stream at real-time pace is always *on time*, while a client that sends faster
+than real time runs *ahead* of its clock (by more than one block).
+
+* A step of on-time sessions takes up to ``max_batch`` of them, most overdue
+  first, waiting at most ``max_wait_ms`` after the oldest on-time job became
+  ready.
+* Sessions ahead of their clock never share a step with on-time ones; they get
+  steps of at most ``AHEAD_BATCH`` rows when no on-time job is waiting, and,
+  with several workers, only while another worker stays free for the next
+  on-time block. While real-time streams are present (an on-time step in the
+  last second), ahead steps also draw on a budget of ``AHEAD_SHARE`` of one
+  worker's time, so fast clients cannot fill the machine under the real-time
+  ones; on a server with no real-time stream they run at full speed.
 """
 from __future__ import annotations
 
@@ -33,6 +41,11 @@ from .session import Block, CodesJob, Sched, Session, StepResult
 from .slots import StatePool
 
 log = logging.getLogger("llmcodec.batcher")
+
+AHEAD_BATCH = 4  # most rows in a step of sessions ahead of their fair share
+AHEAD_SHARE = 0.25  # of one worker's time for ahead steps while real-time streams are present
+AHEAD_BURST = 0.05  # seconds of ahead work that may be saved up
+LIVE_MEMORY = 1.0  # seconds after an on-time step during which real-time streams count as present
 
 
 def default_workers() -> int:
@@ -67,6 +80,9 @@ class Batcher:
         self._steps: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._live_until = 0.0  # real-time streams are present until then
+        self._ahead_budget = AHEAD_BURST  # seconds of ahead work allowed now
+        self._ahead_at = time.monotonic()  # when the budget was last refilled
         self.steps = 0
 
     # ---- called by connection handlers (event loop) --------------------------
@@ -147,27 +163,51 @@ class Batcher:
         except TimeoutError:
             pass
 
+    def _on_time(self, s: Session, now: float) -> bool:
+        return self._due(s) <= now + self.block_seconds
+
+    def _pick(self) -> tuple[list[Session], bool]:
+        """The next step's sessions and whether they are ahead of their share: on-time ones
+        (most overdue first), else ahead ones when a worker and the ahead budget are to spare;
+        [] when nothing may run now."""
+        now = time.monotonic()
+        for s in [s for s in self._ready if not s.pending or s.dropped]:
+            self._ready.discard(s)
+            s.sched = Sched.IDLE
+        on_time = sorted((s for s in self._ready if self._on_time(s, now)), key=self._due)
+        if on_time:
+            self._live_until = now + LIVE_MEMORY
+            return on_time[:self.max_batch], False
+        if self.workers > 1 and self._busy >= self.workers - 1:
+            return [], True  # keep a worker free for the next on-time block
+        self._ahead_budget = min(AHEAD_BURST, self._ahead_budget + (now - self._ahead_at) * AHEAD_SHARE)
+        self._ahead_at = now
+        if now < self._live_until and self._ahead_budget < 0:
+            return [], True  # real-time streams are present and the ahead share is spent
+        return sorted(self._ready, key=self._due)[:min(AHEAD_BATCH, self.max_batch)], True
+
     async def _run(self) -> None:
         while True:
             while not (self._ready and self._busy < self.workers):
                 if self._stopping and not self._ready:
                     return
                 await self._sleep(None)
-            # Gather: until max_batch sessions (or every session that could be) are ready,
-            # or the oldest ready job waited max_wait.
+            # Gather: until max_batch on-time sessions (or every session that could be one)
+            # are ready, or the oldest on-time job waited max_wait.
             want = min(self.max_batch, len(self._sessions) - self._in_flight())
-            while self._ready and len(self._ready) < want and not self._stopping:
-                oldest = min(s.pending[0].t_ready for s in self._ready)
-                left = oldest + self.max_wait - time.monotonic()
+            while not self._stopping:
+                now = time.monotonic()
+                on_time = [s for s in self._ready if s.pending and self._on_time(s, now)]
+                if not on_time or len(on_time) >= want:
+                    break
+                left = min(s.pending[0].t_ready for s in on_time) + self.max_wait - now
                 if left <= 0:
                     break
                 await self._sleep(left)
-            batch = sorted((s for s in self._ready if s.pending and not s.dropped), key=self._due)[:self.max_batch]
-            for s in list(self._ready):
-                if not s.pending or s.dropped:
-                    self._ready.discard(s)
-                    s.sched = Sched.IDLE
+            batch, ahead = self._pick()
             if not batch:
+                if self._ready and not self._stopping:
+                    await self._sleep(self.block_seconds / 4)  # ahead sessions wait for a spare worker
                 continue
             jobs = []
             for s in batch:
@@ -178,18 +218,19 @@ class Batcher:
                 jobs.append(job)
             self._update_depth()
             self._busy += 1
-            task = asyncio.get_running_loop().create_task(self._execute(batch, jobs))
+            task = asyncio.get_running_loop().create_task(self._execute(batch, jobs, ahead))
             self._steps.add(task)
             task.add_done_callback(self._steps.discard)
 
     def _in_flight(self) -> int:
         return sum(1 for s in self._sessions if s.sched is Sched.IN_FLIGHT)
 
-    async def _execute(self, batch: list[Session], jobs: list[Block | CodesJob]) -> None:
+    async def _execute(self, batch: list[Session], jobs: list[Block | CodesJob], ahead: bool) -> None:
         loop = asyncio.get_running_loop()
         enc_slots = [s.enc_slot for s, j in zip(batch, jobs) if isinstance(j, Block)]
         dec_slots = [s.dec_slot if (isinstance(j, CodesJob) or s.wants_audio) else None
                      for s, j in zip(batch, jobs)]
+        t0 = time.monotonic()
         try:
             results = await loop.run_in_executor(self._executor, self._step, jobs, enc_slots, dec_slots)
         except Exception as e:  # a model failure ends the sessions in the step, not the server
@@ -200,6 +241,8 @@ class Batcher:
         finally:
             self.steps += 1
             self._busy -= 1
+            if ahead:
+                self._ahead_budget -= time.monotonic() - t0
         for i, s in enumerate(batch):
             s.sched = Sched.IDLE
             if s not in self._sessions:  # removed during the step: its rows are free now

@@ -90,6 +90,10 @@ class LatencySummary:
         p = np.percentile(a, [50, 90, 99])
         return cls(int(a.size), float(p[0]), float(p[1]), float(p[2]), float(a.mean()), float(a.max()))
 
+    def short(self) -> str:
+        """p50 p90 p99, ms."""
+        return f"{self.p50:6.1f} {self.p90:6.1f} {self.p99:6.1f}"
+
     def format(self) -> str:
         return (f"p50 {self.p50:7.1f} ms  p90 {self.p90:7.1f} ms  p99 {self.p99:7.1f} ms  "
                 f"max {self.max:7.1f} ms  (n={self.n})")

@@ -227,20 +227,23 @@ def test_load_point_from_level_result():
     server_load = pytest.importorskip("llmcodec.bench.server_load", reason="the server work's llmcodec.bench.server_load is absent")
     P = server_load.LatencySummary  # (n, p50, p90, p99, mean, max)
     known = dict(streams=2, blocks=48, server_ms=P(48, 10.0, 20.0, 130.0, 30.0, 140.0),
-                 wire_ms=P(48, 12.0, 30.0, 110.0, 25.0, 119.0),
+                 wire_ms=P(48, 12.0, 30.0, 50.0, 25.0, 59.0),
                  queue_ms=P(48, 1.0, 2.0, 3.0, 2.0, 4.0), compute_ms=P(48, 5.0, 6.0, 7.0, 6.0, 8.0), late_blocks=0,
+                 dropped=2, exact_streams=2, greedy=0, greedy_blocks_per_s=0.0,
                  batch_sizes={1: 8, 2: 40}, server_cpu_percent=50.0, load_avg=1.5, errors=(), seconds=3.0,
                  holds=True)
     lv = server_load.LevelResult(**{f.name: known.get(f.name) for f in dataclasses.fields(server_load.LevelResult)})
     p = run_all.load_point(lv, "torch", seconds=3.0)  # 25 blocks per client expected, 48 received
     assert (p.dropped, p.blocks, p.late) == (2, 48, 0)
-    assert p.latency_p50 == pytest.approx(0.012) and p.latency_p99 == pytest.approx(0.110)
+    assert p.latency_p50 == pytest.approx(0.012) and p.latency_p99 == pytest.approx(0.050)
     assert p.cpu_cores == pytest.approx(0.5)
     assert p.rtfx == pytest.approx(48 * 0.12 / 1.5)  # audio seconds per server CPU second
     assert p.batch_sizes == "mean 1.8, max 2" and p.load_avg == 1.5
     assert not p.realtime  # two blocks never came
+    assert p.exact_streams == 2 and p.greedy == 0
     assert dataclasses.replace(p, dropped=0).realtime
-    assert not dataclasses.replace(p, dropped=0, latency_p99=0.13).realtime
+    assert not dataclasses.replace(p, dropped=0, latency_p99=0.07).realtime  # p99 must stay under 60 ms
+    assert not dataclasses.replace(p, dropped=0, exact_streams=1).realtime  # a stream's tokens differ
 
 
 def test_report_tables_handle_missing_and_nan():

@@ -117,6 +117,8 @@ def test_a_drain_timeout_says_how_many_blocks_were_sent(default_backend):
             await ws.send(Start().to_json())
             await ws.recv()
             await ws.send(clip.astype("<f4").tobytes())
+            while st.call(lambda: next(iter(st.server.sessions.values())).next_seq) < 50:
+                await asyncio.sleep(0.001)  # the server has read the audio: 50 blocks
             st.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(st.server.shutdown()))
             seqs, error = [], None
             async for msg in ws:
