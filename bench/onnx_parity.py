@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmcodec.stream.backend import Backend, split_states, stack_states
+from llmcodec.stream.backend import Backend
+from llmcodec.stream.slots import StatePool
 
 CHUNKS = (160, 1000, 1920, 4801)
 BATCHES = (1, 3, 8)
@@ -51,7 +52,9 @@ def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int]
     blk, tpb = backend.facts.block_size, backend.facts.tokens_per_block
     blocks = [max(1, -(-w.size // blk)) for w in wavs]
     padded = [np.pad(w, (0, n * blk - w.size)).astype(np.float32) for w, n in zip(wavs, blocks)]
-    enc, dec = {}, {}
+    enc_pool = StatePool(backend.init_encoder_state(1))  # the server's state rows (stream/slots.py)
+    dec_pool = StatePool(backend.init_decoder_state(1))
+    enc, dec = {}, {}  # stream -> slot
     codes: list[list[list[np.ndarray]]] = [[[] for _ in tpb] for _ in wavs]
     audio: list[list[np.ndarray]] = [[] for _ in wavs]
     for tick in range(max(s + n for s, n in zip(starts, blocks))):
@@ -60,12 +63,14 @@ def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int]
             continue
         for i in active:
             if tick == starts[i]:
-                enc[i], dec[i] = backend.init_encoder_state(1), backend.init_decoder_state(1)
+                enc[i], dec[i] = enc_pool.acquire(), dec_pool.acquire()
         pcm = np.stack([padded[i][(tick - starts[i]) * blk:(tick - starts[i] + 1) * blk] for i in active])
-        c, es = backend.encode_step(pcm, stack_states([enc[i] for i in active]))
-        y, ds = backend.decode_step(c, stack_states([dec[i] for i in active]))
-        for row, (i, e, d) in enumerate(zip(active, split_states(es), split_states(ds))):
-            enc[i], dec[i] = e, d
+        es, ds = [enc[i] for i in active], [dec[i] for i in active]
+        c, new = backend.encode_step(pcm, enc_pool.gather(es))
+        enc_pool.scatter(es, new)
+        y, new = backend.decode_step(c, dec_pool.gather(ds))
+        dec_pool.scatter(ds, new)
+        for row, i in enumerate(active):
             for lvl in range(len(tpb)):
                 codes[i][lvl].append(c[lvl][row])
             audio[i].append(y[row])

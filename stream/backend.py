@@ -2,7 +2,7 @@
 
 A backend runs batched blocks with numpy at its boundary, so callers never
 need torch. States are ordered ``dict[str, np.ndarray]`` with the batch first;
-``stack_states``/``split_states`` move streams in and out of a batch.
+batched state rows live in ``stream/slots.py`` (``StatePool``).
 """
 from __future__ import annotations
 
@@ -96,17 +96,6 @@ def check_state(part: str, shapes: dict[str, tuple[int, ...]], state: State, bat
             raise ValueError(f"{part} state {k!r} has shape {v.shape}, expected {(batch, *shapes[k])}")
         out[k] = np.ascontiguousarray(v, dtype=np.float32)
     return out
-
-
-def stack_states(states: list[State]) -> State:
-    """Per-stream states [1, ...] -> one batched state [B, ...]."""
-    return {k: np.concatenate([s[k] for s in states], axis=0) for k in states[0]}
-
-
-def split_states(state: State) -> list[State]:
-    """A batched state [B, ...] -> B single-row states (copies)."""
-    b = next(iter(state.values())).shape[0]
-    return [{k: v[i:i + 1].copy() for k, v in state.items()} for i in range(b)]
 
 
 def check_codes(facts: ModelFacts, codes: list[np.ndarray], blocks: int | None = 1) -> int:

@@ -82,3 +82,34 @@ def real_token_differences(backend, wav: np.ndarray, got, want, tie: float = NEA
     if flips > max_fraction * total:
         out.append(f"{flips} of {total} tokens differ (more than {max_fraction:.0%})")
     return out
+
+
+def shut_down_mid_stream(st, frames: list[bytes], sent) -> tuple[list[int], dict | None, int | None]:
+    """Open /v1/stream on the ``ServerThread`` ``st``, send ``frames``, wait until ``sent(session)``
+    holds on the server, shut the server down, and collect what comes back:
+    (token seqs, the error message, the close code)."""
+    import asyncio
+    import json
+    import time
+    from llmcodec.stream.client import open_connection
+    from llmcodec.stream.protocol import Start
+
+    async def run():
+        ws = await open_connection(st.url)
+        await ws.send(Start().to_json())
+        await ws.recv()
+        for f in frames:
+            await ws.send(f)
+        end = time.monotonic() + 15
+        while not st.call(lambda: sent(next(iter(st.server.sessions.values())))) and time.monotonic() < end:
+            await asyncio.sleep(0.001)
+        st.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(st.server.shutdown()))
+        seqs, error = [], None
+        async for msg in ws:
+            d = json.loads(msg)
+            if d["type"] == "tokens":
+                seqs.append(d["seq"])
+            else:
+                error = d
+        return seqs, error, ws.close_code
+    return asyncio.run(run())

@@ -21,7 +21,7 @@ import soxr
 
 from llmcodec.audio import load_audio
 from llmcodec.speech import speech_clip
-from conftest import real_token_differences
+from conftest import real_token_differences, shut_down_mid_stream
 from llmcodec.stream.buffer import decode_all, encode_all
 from llmcodec.stream.client import ConnectError, decode_codes, open_connection, stream_file, stream_pcm
 from llmcodec.stream.protocol import STREAM_PATH, Start
@@ -294,23 +294,9 @@ def test_graceful_shutdown_finishes_blocks_in_flight(default_backend):
     clip = speech_clip(1.5, start=160)  # 12.5 blocks: 12 complete, half a block never encoded
     st = ServerThread(default_backend, ServerConfig(port=0, max_batch=4)).start()
     try:
-        async def run():
-            ws = await open_connection(st.url)
-            await ws.send(Start().to_json())
-            await ws.recv()
-            for i in range(0, clip.size, 4000):
-                await ws.send(clip[i:i + 4000].tobytes())
-            assert wait_for(lambda: st.call(lambda: next(iter(st.server.sessions.values())).samples_in) == clip.size)
-            st.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(st.server.shutdown()))
-            seqs, error = [], None
-            async for msg in ws:
-                d = json.loads(msg)
-                if d["type"] == "tokens":
-                    seqs.append(d["seq"])
-                else:
-                    error = d
-            return seqs, error, ws.close_code
-        seqs, error, close_code = asyncio.run(run())
+        seqs, error, close_code = shut_down_mid_stream(
+            st, [clip[i:i + 4000].tobytes() for i in range(0, clip.size, 4000)],
+            lambda s: s.samples_in == clip.size)
         assert seqs == list(range(12))
         assert error["type"] == "error" and error["code"] == "going_away" and "12" in error["message"]
         assert close_code == 1001

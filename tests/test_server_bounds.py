@@ -5,19 +5,19 @@ queued block; a drain that times out says how many blocks were sent."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from conftest import shut_down_mid_stream
 from llmcodec.speech import speech_clip
 from llmcodec.stream.backend import ModelFacts
 from llmcodec.stream.batcher import Batcher
 from llmcodec.stream.buffer import encode_all
-from llmcodec.stream.client import open_connection, stream_pcm
-from llmcodec.stream.protocol import STREAM_PATH, Start, parse_start
+from llmcodec.stream.client import stream_pcm
+from llmcodec.stream.protocol import STREAM_PATH, parse_start
 from llmcodec.stream.server_config import ServerConfig
 from llmcodec.stream.server_thread import ServerThread
 from llmcodec.stream.session import Session
@@ -112,23 +112,7 @@ def test_a_drain_timeout_says_how_many_blocks_were_sent(default_backend):
     st = ServerThread(default_backend, ServerConfig(port=0, max_batch=1, drain_timeout=0.0,
                                                      max_queued_seconds=10.0)).start()
     try:
-        async def run():
-            ws = await open_connection(st.url)
-            await ws.send(Start().to_json())
-            await ws.recv()
-            await ws.send(clip.astype("<f4").tobytes())
-            while st.call(lambda: next(iter(st.server.sessions.values())).next_seq) < 50:
-                await asyncio.sleep(0.001)  # the server has read the audio: 50 blocks
-            st.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(st.server.shutdown()))
-            seqs, error = [], None
-            async for msg in ws:
-                d = json.loads(msg)
-                if d["type"] == "tokens":
-                    seqs.append(d["seq"])
-                else:
-                    error = d
-            return seqs, error
-        seqs, error = asyncio.run(run())
+        seqs, error, _ = shut_down_mid_stream(st, [clip.astype("<f4").tobytes()], lambda s: s.next_seq >= 50)
     finally:
         st.stop()
     assert error["code"] == "going_away", error
