@@ -258,3 +258,24 @@ def test_cli_bench_rejects_bad_parts(capsys):
     from llmcodec.cli import main
     assert main(["bench", "--only", "step,nonsense"]) == 2
     assert "--only takes a comma-separated subset" in capsys.readouterr().err
+
+
+def test_gpu_check_runs_in_cpu_mode(tmp_path):
+    """The prepared GPU check (bench/gpu_check.sh) runs here on the CPU, so it cannot rot."""
+    from llmcodec.bench import gpu_check
+    res = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert d["device"] == "cpu" and len(d["staggered_exact"]) == 4 and all(d["staggered_exact"])
+    assert d["cpu_agreement"] == 1.0  # the CPU against itself
+    assert [p["batch"] for p in d["sweep"]] == [1, 4] and all(p["backend_ms"] > 0 for p in d["sweep"])
+    assert res.sweep[1].per_stream_ms == pytest.approx(res.sweep[1].backend_ms / 4)
+    assert "| 4 |" in (tmp_path / "results.md").read_text()
+
+
+def test_gpu_check_on_cuda(tmp_path):
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine: bench/gpu_check.sh runs the CUDA check where one is")
+    from llmcodec.bench import gpu_check
+    res = gpu_check.main(["--quick", "--out", str(tmp_path)])
+    assert res.device.startswith("cuda") and all(res.staggered_exact)
