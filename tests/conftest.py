@@ -52,15 +52,31 @@ def tiny_model():
     return m.prepare_inference()
 
 
+def token_differences(got, want) -> list[str]:
+    """Where ``got`` and ``want`` (codes per level) differ; empty when they are exactly equal.
+    Within one runtime tokens are exact at any batch size and chunking, so no tolerance."""
+    got = [np.asarray(g).ravel() for g in got]
+    want = [np.asarray(w).ravel() for w in want]
+    if len(got) != len(want):
+        return [f"{len(got)} levels, expected {len(want)}"]
+    out = []
+    for lvl, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape:
+            out.append(f"level {lvl + 1}: {g.size} tokens, expected {w.size}")
+        else:
+            out += [f"level {lvl + 1} token {i}: {g[i]} vs {w[i]}" for i in np.flatnonzero(g != w)[:5]]
+    return out
+
+
 NEAR_TIE = 1e-3  # cosine margin (best - runner-up) under which float rounding may pick the runner-up
 
 
 def real_token_differences(backend, wav: np.ndarray, got, want, tie: float = NEAR_TIE,
                            max_fraction: float = 0.01) -> list[str]:
     """Token differences between ``got`` and ``want`` (the torch batch-1 reference of ``wav``)
-    that are not near-ties; empty when the sequences agree.
+    that are not near-ties; empty when the sequences agree. Only for comparing two runtimes.
 
-    Another runtime (ONNX Runtime) or another batch size sums in another order, so a trained
+    Another runtime (ONNX Runtime) sums in another order, so a trained
     codec's nearest code can flip where the runner-up is within float rounding of it. Such
     flips are allowed (at most ``max_fraction`` of the tokens); any other difference is listed.
     """

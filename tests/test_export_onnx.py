@@ -330,3 +330,21 @@ def test_cli_codec_with_onnx_backend(small_export, default_backend, tmp_path, ca
     assert cli(["encode", str(src), "-o", str(tmp_path / "y.json"), "--backend", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "--fp16 applies to TensorRT" in err and "needs an export directory" in err
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_tokens_are_exact_at_any_batch_and_chunking(runtime, small_export, default_backend, speech_30s):
+    """Each runtime, on 30 s of real speech with no tolerance: four streams joining a shared
+    batch at staggered blocks (so the batch size changes from step to step), and three
+    chunkings, each give exactly the batch-1 offline tokens of their own audio."""
+    ob = OnnxBackend(small_export, threads=1) if runtime == "onnx" else default_backend
+    blk = ob.facts.block_size
+    wavs = [speech_30s[k * 5 * blk + 333 * k:] for k in range(4)]  # four different streams
+    codes, _ = run_staggered(ob, wavs, [0, 1, 4, 9])
+    for w, c in zip(wavs, codes):
+        ref = encode_all(ob, w)
+        assert all(np.array_equal(a, b) for a, b in zip(c, ref)), [int((a != b).sum()) for a, b in zip(c, ref)]
+    ref = encode_all(ob, speech_30s)
+    for chunk in (160, 1920 + 7, 16000):
+        c, _ = stream_chunks(ob, speech_30s, chunk)
+        assert all(np.array_equal(a, b) for a, b in zip(c, ref)), chunk
