@@ -205,9 +205,8 @@ class Batcher:
                     break
                 await self._sleep(left)
             batch, ahead = self._pick()
-            if not batch:
-                if self._ready and not self._stopping:
-                    await self._sleep(self.block_seconds / 4)  # ahead sessions wait for a spare worker
+            if not batch:  # only ahead sessions, and no worker or budget to spare: wait for either
+                await self._sleep(self.block_seconds / 4)
                 continue
             jobs = []
             for s in batch:
