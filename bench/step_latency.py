@@ -17,9 +17,6 @@ as ``Unavailable(name, reason)``, never as an exception.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,40 +88,16 @@ class StepTiming:
 
 
 # ---- backends -------------------------------------------------------------------------------
-def export_cache_dir(model_dir: str | Path | None) -> Path:
-    """Where the benchmark keeps an ONNX export of ``model_dir``: keyed by the model's files
-    and the exporter's source, so a changed model or exporter exports again."""
-    from llmcodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, default_model_dir
-    import llmcodec.export.onnx_export as ox
-    d = Path(model_dir) if model_dir is not None else default_model_dir()
-    h = hashlib.sha256()
-    for p in (d / CONFIG_FILE, d / WEIGHTS_FILE, Path(ox.__file__)):
-        h.update(p.read_bytes())
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmcodec" / "bench-export"
-    return root / h.hexdigest()[:16]
-
-
 def ensure_export(model_dir: str | Path | None, export_dir: str | Path | None = None,
                   log: Callable[[str], None] = print) -> tuple[Path | None, str]:
-    """An export directory with fp32 and int8 graphs: ``export_dir`` if given, else a cached
-    export of ``model_dir`` (made now if missing). Returns (path, "") or (None, reason)."""
+    """An export directory with fp32 and int8 graphs: ``export_dir`` if given, else the cached
+    export of ``model_dir`` (``llmcodec.export.cache``). Returns (path, "") or (None, reason)."""
     if export_dir is not None:
         p = Path(export_dir)
         return (p, "") if (p / "export.json").is_file() else (None, f"{p} is not an export directory")
     try:
-        out = export_cache_dir(model_dir)
-        if not all((out / f).is_file() for f in ("encoder.int8.onnx", "decoder.int8.onnx", "export.json")):
-            from llmcodec.export.onnx_export import export_model
-            log(f"exporting the model to ONNX (fp32 + int8) into {out}, once ...")
-            root, level = logging.getLogger(), logging.getLogger().level
-            root.setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing advice
-            t0 = time.perf_counter()
-            try:
-                export_model(model_dir, out, int8=True, graphs=("encoder", "decoder"))
-            finally:
-                root.setLevel(level)
-            log(f"exported in {time.perf_counter() - t0:.0f} s (cached for the next runs)")
-        return out, ""
+        from llmcodec.export.cache import cached_export
+        return cached_export(model_dir, log), ""
     except Exception as e:  # noqa: BLE001 - any failure is reported, never fatal
         return None, f"export failed: {type(e).__name__}: {e}"
 

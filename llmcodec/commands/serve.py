@@ -7,7 +7,9 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
+from llmcodec.export.metadata import MANIFEST_FILE
 from llmcodec.stream.backends import BACKENDS
 from llmcodec.stream.protocol import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUED_SECONDS,
                                       DEFAULT_MAX_TEXT_BYTES)
@@ -16,8 +18,10 @@ from llmcodec.stream.protocol import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUE
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: all; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port; default 8765)")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--model", help="model directory (torch) or export directory (onnx/tensorrt); default: bundled")
+    p.add_argument("--backend", default="onnx", choices=BACKENDS,
+                   help="runtime (default onnx: measured to hold the most real-time streams here)")
+    p.add_argument("--model", help="model directory, or export directory for onnx/tensorrt (default: the bundled "
+                   "model; onnx exports a model directory once, cached)")
     p.add_argument("--max-batch", type=int, default=16, help="most streams in one batched step (default 16)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="longest wait for more streams after a block is ready (default 5)")
@@ -56,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
                           drain_timeout=args.drain_timeout, workers=args.workers)
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    model = args.model
+    if args.backend == "onnx" and (model is None or not (Path(model) / MANIFEST_FILE).is_file()):
+        from llmcodec.export.cache import cached_export
+        model = str(cached_export(model))  # a model directory: its cached export
     try:
-        backend = make_backend(args.backend, args.model, threads=args.threads)
+        backend = make_backend(args.backend, model, threads=args.threads)
     except ImportError as e:
         raise ValueError(f"backend {args.backend!r} is not available here ({e}); accepted: torch") from None
 
