@@ -39,7 +39,8 @@ class Snake(Streaming):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+        s = torch.sin(self.alpha * x)
+        return x + (self.alpha + 1e-9).reciprocal() * (s * s)  # s * s: one Mul in the graph, not a Pow
 
 
 class Tanh(Streaming):
