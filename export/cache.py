@@ -2,7 +2,8 @@
 
 ``cached_export(None)`` is the bundled default's export, under
 ``$XDG_CACHE_HOME/llmcodec/export/<key>`` (default ``~/.cache``): the key hashes the model's
-config and weights and the exporter's source, so a changed model or exporter exports again.
+config and weights, the exporter's source and the model code, so a changed model, exporter
+or layer exports again.
 The export is written to a temporary directory and renamed into place, so a process that
 stops midway, or two that export at once, never leave a half export behind.
 """
@@ -18,14 +19,19 @@ from pathlib import Path
 
 from .metadata import MANIFEST_FILE, onnx_file
 
+# the model code the graphs are traced from (with the exporter's own files, the cache key)
+MODEL_CODE = ("layers.py", "codec_blocks.py", "attention.py", "quantizer.py", "model.py", "state.py", "config.py")
+
 
 def export_cache_dir(model_dir: str | Path | None) -> Path:
     """Where the export of ``model_dir`` (None: the bundled default) is kept."""
+    import llmcodec
     from llmcodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, default_model_dir
-    from . import onnx_export
     d = Path(model_dir) if model_dir is not None else default_model_dir()
+    here, core = Path(__file__).resolve().parent, Path(llmcodec.__file__).resolve().parent
+    code = sorted(here.glob("*.py")) + [core / f for f in MODEL_CODE]
     h = hashlib.sha256()
-    for p in (d / CONFIG_FILE, d / WEIGHTS_FILE, Path(onnx_export.__file__)):
+    for p in [d / CONFIG_FILE, d / WEIGHTS_FILE, *code]:
         h.update(p.read_bytes())
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmcodec" / "export"
     return root / h.hexdigest()[:16]
