@@ -35,6 +35,10 @@ from .session import Outgoing, Phase, Session, StepResult
 
 log = logging.getLogger("llmcodec.server")
 
+# messages the WebSocket layer buffers per connection while backpressure holds the reader;
+# with max_message_bytes this bounds a connection's buffered input (4 x 1 MiB by default)
+MAX_QUEUED_MESSAGES = 4
+
 
 class StreamServer:
     """Serve one backend to many WebSocket streams."""
@@ -61,7 +65,8 @@ class StreamServer:
         self.batcher.start()
         self._ws = await serve(self._handler, self.config.host, self.config.port,
                                process_request=self._process_request, compression=None,
-                               max_size=self.config.max_message_bytes, server_header=None)
+                               max_size=self.config.max_message_bytes, server_header=None,
+                               max_queue=MAX_QUEUED_MESSAGES)
         log.info("listening on %s", self.url)
         return self
 
