@@ -117,3 +117,18 @@ def test_build_default_refuses_to_overwrite_a_trained_model(tmp_path, capsys):
     assert "trained model" in capsys.readouterr().err and not (tmp_path / "model.safetensors").exists()
     assert main(["-o", str(tmp_path), "--preset", "tiny", "--force"]) == 0
     assert load_model(str(tmp_path)).model.cfg.name == "tiny"
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--port", "-5", ("port", "0..65535")),
+    ("--port", "70000", ("port", "0..65535")),
+    ("--idle-timeout", "nan", ("idle_timeout", "finite")),
+    ("--max-message-bytes", "0", ("max_message_bytes", ">= 1")),
+    ("--max-queued-seconds", "0", ("max_queued_seconds", "> 0")),
+    ("--drain-timeout", "-1", ("drain_timeout", ">= 0")),
+    ("--workers", "0", ("workers", ">= 1")),
+    ("--max-wait-ms", "inf", ("max_wait_ms", "finite")),
+])
+def test_serve_refuses_bad_options_in_one_line(flag, value, words):
+    """Bad server options fail before anything starts, each with one line naming it."""
+    one_line_error(run_cli("serve", flag, value), *words)
