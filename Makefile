@@ -30,10 +30,10 @@ endef
 
 # Debian packages: real recorded speech in 3 languages with transcripts, music and
 # event sounds (tests, demo, training data, ICL), text for synthesis, PortAudio (mic)
-# and libopus (Opus baseline). Installs only what is missing.
+# and libopus (Opus baseline), Chromium (the browser page's tests). Installs only what is missing.
 DEB_PKGS := asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-core-sounds-es-wav \
   asterisk-core-sounds-es asterisk-core-sounds-fr-wav asterisk-core-sounds-fr asterisk-moh-opsound-wav \
-  sound-theme-freedesktop sound-icons fortunes wordnet-base libportaudio2 libopus0
+  sound-theme-freedesktop sound-icons fortunes wordnet-base libportaudio2 libopus0 chromium
 
 system-deps:
 	$(call apt_install,$(DEB_PKGS))

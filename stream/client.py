@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -52,14 +53,17 @@ def endpoint_url(url: str, path: str) -> str:
 
 async def open_connection(url: str, path: str = STREAM_PATH, *, token: str | None = None,
                           retries: int = 0, backoff: float = 0.5, origin: str | None = None,
-                          open_timeout: float = 10.0) -> ClientConnection:
-    """Connect, retrying refused connections and HTTP 503 ``retries`` times with exponential backoff."""
+                          open_timeout: float = 10.0, ssl: SSLContext | None = None) -> ClientConnection:
+    """Connect, retrying refused connections and HTTP 503 ``retries`` times with exponential backoff.
+
+    ``ssl``: the TLS context for ``wss://`` (default: the system's trusted CAs)."""
     target = endpoint_url(url, path)
     headers = {"Authorization": f"Bearer {token}"} if token else None
+    tls = {"ssl": ssl} if ssl is not None and target.startswith("wss:") else {}
     for attempt in range(retries + 1):
         try:
             return await connect(target, additional_headers=headers, compression=None, origin=origin,
-                                 open_timeout=open_timeout, max_size=None)
+                                 open_timeout=open_timeout, max_size=None, **tls)
         except InvalidStatus as e:
             status = e.response.status_code
             body = bytes(e.response.body or b"").decode(errors="replace").strip()
@@ -207,13 +211,14 @@ async def stream_chunks(url: str, chunks: AsyncIterator[np.ndarray], sample_rate
                         token: str | None = None, retries: int = 0, origin: str | None = None,
                         on_ready: Callable[[Ready], None] | None = None,
                         on_block: Callable[[ReceivedBlock], None] | None = None,
-                        stop: asyncio.Event | None = None, end_timeout: float = 60.0) -> StreamResult:
+                        stop: asyncio.Event | None = None, end_timeout: float = 60.0,
+                        ssl: SSLContext | None = None) -> StreamResult:
     """Stream audio chunks ([T] or [T, channels]) to /v1/stream; returns every block received.
 
     Setting ``stop`` ends the stream early (as Ctrl-C does): the client sends
     ``end`` and still collects the blocks the server completes.
     """
-    ws = await open_connection(url, STREAM_PATH, token=token, retries=retries, origin=origin)
+    ws = await open_connection(url, STREAM_PATH, token=token, retries=retries, origin=origin, ssl=ssl)
     async with ws:
         await ws.send(Start(sample_rate, fmt, channels, tuple(returns)).to_json())
         first = parse_server_message(await ws.recv())
@@ -337,14 +342,14 @@ class DecodeResult:
 
 async def decode_codes(url: str, codes: list[np.ndarray], *, blocks_per_message: int = 1,
                        send: str = "codes", vocab=None, token: str | None = None,
-                       retries: int = 0) -> DecodeResult:
+                       retries: int = 0, ssl: SSLContext | None = None) -> DecodeResult:
     """Codes per level [blocks * tokens_per_block[l]] -> audio from /v1/decode.
 
     ``send``: ``codes`` (codebook indices), ``levels`` (LLM token ids) or
     ``text``; the latter two need the model's ``vocab``.
     """
     import json
-    ws = await open_connection(url, DECODE_PATH, token=token, retries=retries)
+    ws = await open_connection(url, DECODE_PATH, token=token, retries=retries, ssl=ssl)
     async with ws:
         await ws.send(json.dumps({"type": "start"}))
         first = parse_server_message(await ws.recv())

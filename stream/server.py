@@ -14,19 +14,22 @@ blocks it already completed, then closes it with 1001.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import math
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
+from .auth import check_token, select_subprotocol
 from .backend import Backend
 from .batcher import Batcher, default_workers
 from .metrics import ServerMetrics
+from .page import PAGE_PATHS, load_page
 from .protocol import (DECODE_PATH, HEALTH_PATH, METRICS_PATH, PROTOCOL_VERSION,
                        STREAM_PATH, WS_PATHS, Audio, End, ProtocolError, Ready, Timing, Tokens, close_reason,
                        parse_start, parse_text, parse_tokens)
@@ -57,6 +60,7 @@ class StreamServer:
         # per connection: blocks received but not yet sent back before its input is read again
         self.max_unsent = max(1, math.ceil(config.max_queued_seconds / self.facts.block_seconds))
         self._closed = asyncio.Event()
+        self.page = load_page()
 
     # ---- lifecycle ------------------------------------------------------------
     async def start(self) -> "StreamServer":
@@ -66,7 +70,8 @@ class StreamServer:
         self._ws = await serve(self._handler, self.config.host, self.config.port,
                                process_request=self._process_request, compression=None,
                                max_size=self.config.max_message_bytes, server_header=None,
-                               max_queue=MAX_QUEUED_MESSAGES)
+                               max_queue=MAX_QUEUED_MESSAGES, select_subprotocol=select_subprotocol,
+                               ssl=self.config.ssl_context())
         log.info("listening on %s", self.url)
         return self
 
@@ -76,8 +81,14 @@ class StreamServer:
 
     @property
     def url(self) -> str:
+        """``ws://HOST:PORT`` (``wss://`` with TLS)."""
         host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.config.tls else 'ws'}://{host}:{self.port}"
+
+    @property
+    def page_url(self) -> str:
+        """The browser page: ``http://HOST:PORT/`` (``https://`` with TLS)."""
+        return "http" + self.url[2:] + "/"
 
     async def shutdown(self) -> None:
         """Refuse new connections, finish complete blocks in flight, close every session with 1001."""
@@ -130,22 +141,17 @@ class StreamServer:
             resp.headers[k] = v
         return resp
 
-    def _authorized(self, request) -> str | None:
-        """None when allowed, else 'missing' or 'wrong'."""
-        if not self.config.token:
-            return None
-        given = None
-        auth = request.headers.get("Authorization")
-        if auth and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        else:
-            given = (parse_qs(urlsplit(request.path).query).get("token") or [None])[0]
-        if given is None:
-            return "missing"
-        return None if hmac.compare_digest(given.encode(), self.config.token.encode()) else "wrong"
+    def _page_file(self, path: str) -> Response:
+        f = self.page[path]
+        headers = Headers([("Content-Type", f.content_type), ("Content-Length", str(len(f.body))),
+                           ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+                           ("Connection", "close")])
+        return Response(200, "OK", headers, f.body)
 
     def _process_request(self, connection: ServerConnection, request):
         path = urlsplit(request.path).path
+        if path in self.page:  # the browser page: no token needed to load it
+            return self._page_file(path)
         if path == HEALTH_PATH:
             body = {"status": "draining" if self.draining else "ok", "protocol": PROTOCOL_VERSION,
                     "active_streams": len(self.sessions), "max_connections": self.config.max_connections,
@@ -155,12 +161,14 @@ class StreamServer:
                                  content_type="application/json")
         if path not in WS_PATHS + (METRICS_PATH,):
             return self._respond(connection, 404, f"unknown path {path!r}; WebSocket endpoints: "
-                                 f"{', '.join(WS_PATHS)}; HTTP: {HEALTH_PATH}, {METRICS_PATH}", "not_found")
-        auth = self._authorized(request)
+                                 f"{', '.join(WS_PATHS)}; HTTP: {HEALTH_PATH}, {METRICS_PATH}, the page at "
+                                 f"{', '.join(PAGE_PATHS)}", "not_found")
+        auth = check_token(request, self.config.token)
         if auth == "missing":
             return self._respond(connection, 401, "this server needs a bearer token: send the header "
-                                 "'Authorization: Bearer TOKEN' (or ?token=TOKEN)", "unauthorized",
-                                 headers={"WWW-Authenticate": "Bearer"})
+                                 "'Authorization: Bearer TOKEN', the WebSocket subprotocol "
+                                 "'llmcodec.token.<base64url of TOKEN>' beside 'llmcodec.v1' (browsers), "
+                                 "or ?token=TOKEN", "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         if auth == "wrong":
             return self._respond(connection, 403, "the bearer token is not valid", "forbidden")
         if path == METRICS_PATH:

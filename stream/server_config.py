@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUED_SECONDS, DEFAULT_MAX_TEXT_BYTES
 
@@ -22,6 +24,8 @@ class ServerConfig:
     origins: tuple[str, ...] = ()  # allowed Origin headers (browsers); empty: any
     drain_timeout: float = 10.0  # shutdown: seconds to finish blocks in flight
     workers: int | None = None  # steps run at once (None: one per core, at most 2)
+    tls_cert: str | None = None  # PEM certificate chain: serve https:// and wss:// (with tls_key)
+    tls_key: str | None = None  # PEM private key of tls_cert
 
     def __post_init__(self) -> None:
         problems = []
@@ -39,5 +43,28 @@ class ServerConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                     or v < low or (strict and v == low):
                 problems.append(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {v!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("tls_cert and tls_key go together (--tls-cert FILE --tls-key FILE), got only "
+                            + ("tls_cert" if self.tls_cert is not None else "tls_key"))
+        for name in ("tls_cert", "tls_key"):
+            v = getattr(self, name)
+            if v is not None and not Path(v).is_file():
+                problems.append(f"{name} {v!r} is not a file (accepted: a PEM file)")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (None without TLS); ValueError naming the files when they do not load."""
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"tls_cert {self.tls_cert!r} / tls_key {self.tls_key!r}: cannot load a PEM certificate "
+                             f"chain and its private key ({e})") from None
+        return ctx

@@ -42,6 +42,10 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                    help="intra-op threads of each step (default 1: the cores go to --workers)")
     p.add_argument("--token", default=os.environ.get("LLMCODEC_TOKEN"),
                    help="require this bearer token (default: $LLMCODEC_TOKEN; none: no auth)")
+    p.add_argument("--tls-cert", default=None,
+                   help="PEM certificate (chain): serve https:// and wss://, so the browser page can use the "
+                        "microphone from other machines (with --tls-key)")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     p.add_argument("--origin", action="append", default=[],
                    help="allowed browser Origin (repeatable; default: any)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -57,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                           max_connections=args.max_connections, max_message_bytes=args.max_message_bytes,
                           max_text_bytes=args.max_text_bytes, max_queued_seconds=args.max_queued_seconds,
                           idle_timeout=args.idle_timeout, token=args.token or None, origins=tuple(args.origin),
-                          drain_timeout=args.drain_timeout, workers=args.workers)
+                          drain_timeout=args.drain_timeout, workers=args.workers, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key)
+    config.ssl_context()  # a certificate that does not load fails here, before the model loads
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     model = args.model
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
         def ready(server) -> None:
             f = backend.facts
-            print(f"llmcodec serve: listening on {server.url} (backend {backend.name}, model {f.name}, "
+            print(f"llmcodec serve: listening on {server.url}, page at {server.page_url} "
+                  f"(backend {backend.name}, model {f.name}, "
                   f"block {f.block_size} samples at {f.sample_rate} Hz, max batch {config.max_batch}, "
                   f"{server.workers} worker(s) x {args.threads} thread(s), "
                   f"auth {'on' if config.token else 'off'})", flush=True)

@@ -36,6 +36,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                    help="live output: level-1 words, token ids per block, JSON lines, or nothing")
     p.add_argument("--token", default=None, help="bearer token, if the server needs one")
     p.add_argument("--retries", type=int, default=3, help="connection retries on refusal / HTTP 503")
+    p.add_argument("--cafile", default=None,
+                   help="for wss://: trust this PEM certificate (e.g. the server's self-signed one)")
 
 
 class Printer:
@@ -95,6 +97,17 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
 
+def _ssl_context(args: argparse.Namespace):
+    """The TLS context for wss:// (--cafile: trust that certificate too); None: the default."""
+    if args.cafile is None:
+        return None
+    import ssl
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"--cafile {args.cafile!r}: cannot load a PEM certificate ({e})") from None
+
+
 async def _stream_file(args: argparse.Namespace) -> int:
     from llmcodec.stream.client import read_audio_file, stream_pcm
     pcm, rate, fmt = read_audio_file(args.input)
@@ -105,7 +118,8 @@ async def _stream_file(args: argparse.Namespace) -> int:
     printer = Printer(args.show)
     result = await stream_pcm(args.url, pcm, rate, chunk=max(1, int(rate * args.chunk_ms / 1000)),
                               realtime=not args.fast, speed=args.speed, fmt=fmt, returns=tuple(returns),
-                              token=args.token, retries=args.retries, on_block=printer, stop=stop)
+                              token=args.token, retries=args.retries, on_block=printer, stop=stop,
+                              ssl=_ssl_context(args))
     printer.finish()
     if args.audio_out:
         from llmcodec.audio import save_audio
@@ -145,7 +159,7 @@ async def _mic(args: argparse.Namespace) -> int:
             try:
                 results.append(await stream_chunks(
                     args.url, mic._chunks(), mic.sample_rate, returns=("tokens", "text"), token=args.token,
-                    retries=args.retries, on_block=printer, stop=stop))
+                    retries=args.retries, on_block=printer, stop=stop, ssl=_ssl_context(args)))
                 delay = 0.5
             except ConnectError as e:
                 if e.status in (401, 403, 404):
