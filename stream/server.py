@@ -175,7 +175,8 @@ class StreamServer:
             return self._respond(connection, 200, self.metrics.render().decode(),
                                  content_type=self.metrics.content_type)
         origin = request.headers.get("Origin")
-        if self.config.origins and origin is not None and origin not in self.config.origins:
+        same_origin = origin is not None and urlsplit(origin).netloc == request.headers.get("Host")
+        if self.config.origins and origin is not None and origin not in self.config.origins and not same_origin:
             return self._respond(connection, 403, f"origin {origin!r} is not allowed; allowed: "
                                  f"{list(self.config.origins)}", "origin")
         if self.draining:

@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from websockets.exceptions import InvalidStatus
+
 from llmcodec.audio import resample
 from llmcodec.bench import browser_latency as bl
+from llmcodec.stream.auth import SUBPROTOCOL, token_subprotocol
 from llmcodec.stream.buffer import decode_all, encode_all
 from llmcodec.stream.server_config import ServerConfig
 from llmcodec.stream.server_thread import ServerThread
@@ -207,8 +210,10 @@ def test_full_server_says_503(pw, mic_file, default_backend):
 def test_token_travels_as_a_subprotocol(pw, mic_file, default_backend):
     """A server with a token: none -> 401 message, a wrong one -> 403 message, the right one streams.
     The page offers it as the subprotocol llmcodec.token.<base64url>, never in the URL."""
+    from websockets.sync.client import connect
     token = "s3cret/+= é"  # not RFC 6455 token characters: the page encodes it
-    with ServerThread(default_backend, ServerConfig(port=0, token=token)) as st:
+    # an Origin allow-list for other sites: the server's own page still passes (same origin)
+    with ServerThread(default_backend, ServerConfig(port=0, token=token, origins=("https://elsewhere.example",))) as st:
         b = bl.launch(pw, mic_file=mic_file)
         try:
             page = bl.open_page(b, st.server.page_url)
@@ -225,6 +230,10 @@ def test_token_travels_as_a_subprotocol(pw, mic_file, default_backend):
             assert page.evaluate("window.llmcodecPage.message") is None
         finally:
             b.close()
+        with pytest.raises(InvalidStatus) as e:  # another site's page is refused
+            connect(st.url + "/v1/stream", origin="http://127.0.0.2:1",
+                    subprotocols=[SUBPROTOCOL, token_subprotocol(token)])
+        assert e.value.response.status_code == 403 and b"origin" in e.value.response.body
 
 
 def test_connection_drop_shows_reconnect_which_starts_a_new_stream(server, browser):

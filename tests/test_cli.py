@@ -128,7 +128,14 @@ def test_build_default_refuses_to_overwrite_a_trained_model(tmp_path, capsys):
     ("--drain-timeout", "-1", ("drain_timeout", ">= 0")),
     ("--workers", "0", ("workers", ">= 1")),
     ("--max-wait-ms", "inf", ("max_wait_ms", "finite")),
+    ("--tls-cert", __file__, ("tls_cert and tls_key go together", "--tls-key")),
+    ("--tls-key", "no/such.pem", ("tls_key", "is not a file")),
 ])
 def test_serve_refuses_bad_options_in_one_line(flag, value, words):
     """Bad server options fail before anything starts, each with one line naming it."""
     one_line_error(run_cli("serve", flag, value), *words)
+
+
+def test_serve_refuses_a_certificate_that_does_not_load():
+    one_line_error(run_cli("serve", "--tls-cert", __file__, "--tls-key", __file__),
+                   "tls_cert", "cannot load a PEM certificate")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -15,8 +16,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from llmcodec.speech import speech_clip
 from conftest import token_differences
+from llmcodec.stream.auth import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, token_from_subprotocols, token_subprotocol
 from llmcodec.stream.buffer import encode_all
 from llmcodec.stream.client import stream_pcm
+from llmcodec.stream.page import protocol_constants
 from llmcodec.stream.protocol import DECODE_PATH, STREAM_PATH
 from llmcodec.stream.server_config import ServerConfig
 from llmcodec.stream.server_thread import ServerThread
@@ -193,7 +196,7 @@ def test_idle_stream_times_out(server, good):
 
 @pytest.mark.parametrize("path, headers, status, words", [
     ("/v2/stream", AUTH, 404, "/v1/stream"),
-    ("/", AUTH, 404, "unknown path"),
+    ("/index.htm", AUTH, 404, "unknown path"),
     (STREAM_PATH, {}, 401, "bearer token"),
     (STREAM_PATH, {"Authorization": "Bearer nope"}, 403, "not valid"),
     (DECODE_PATH, {"Authorization": "Basic dTpw"}, 401, "bearer token"),
@@ -202,6 +205,46 @@ def test_http_refusals(server, good, path, headers, status, words):
     with pytest.raises(InvalidStatus) as e:
         asyncio.run(exchange(server.url, path, [START], headers))
     assert e.value.response.status_code == status and words in e.value.response.body.decode()
+
+
+def test_token_as_a_subprotocol(server, good):
+    """Browsers send the token as the subprotocol llmcodec.token.<base64url>; the server answers
+    llmcodec.v1 (never echoing the token); a wrong or garbled one is 403, as in the header."""
+    async def run(protocols):
+        async with connect(server.url + STREAM_PATH, subprotocols=protocols) as ws:
+            await ws.send(json.dumps(START))
+            return ws.subprotocol, json.loads(await ws.recv())["type"]
+    assert asyncio.run(run([SUBPROTOCOL, token_subprotocol(TOKEN)])) == (SUBPROTOCOL, "ready")
+    for bad in (token_subprotocol("nope"), TOKEN_SUBPROTOCOL_PREFIX + "____"):  # ____: not UTF-8
+        with pytest.raises(InvalidStatus) as e:
+            asyncio.run(run([SUBPROTOCOL, bad]))
+        assert e.value.response.status_code == 403
+
+
+def test_token_subprotocol_carries_any_token():
+    for token in ("s3cret", "a/b+c=d==", "é ü 中文", ""):
+        sp = token_subprotocol(token)
+        assert re.fullmatch(r"llmcodec\.token\.[A-Za-z0-9_-]*", sp)  # RFC 6455 token characters
+        assert token_from_subprotocols(["llmcodec.v1", sp]) == token
+    assert token_from_subprotocols(["llmcodec.v1", "chat"]) is None
+
+
+def test_the_page_is_served_without_a_token(server, good):
+    """The browser page loads without the token (the page asks for it); its protocol constants
+    come from the Python protocol module."""
+    import urllib.request
+    base = server.url.replace("ws://", "http://")
+    with urllib.request.urlopen(base + "/", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
+        assert b'src="app.js"' in r.read()
+    for path, kind in (("/app.js", "text/javascript"), ("/capture-worklet.js", "text/javascript"),
+                       ("/style.css", "text/css")):
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            assert r.headers["Content-Type"].startswith(kind) and len(r.read()) > 100
+    with urllib.request.urlopen(base + "/protocol.json", timeout=10) as r:
+        constants = json.loads(r.read())
+    assert constants == protocol_constants()
+    assert constants["stream_path"] == STREAM_PATH and constants["subprotocol"] == SUBPROTOCOL
 
 
 def test_the_good_stream_kept_streaming_and_got_the_offline_tokens(server, good, default_backend):

@@ -246,7 +246,7 @@ class Stream {
 
 // ---- rendering ------------------------------------------------------------------------------
 const render = {
-  pendingMeter: null,
+  pendingMeter: null, level: -99,
   tokens(m) {
     addSpan($("words"), m.text[0].trim() || "\u00a0", MAX_SHOWN.words);
     addPieces($("level2"), m.text[1], MAX_SHOWN.pieces);
@@ -265,7 +265,10 @@ const render = {
   meter(samples) {
     let sum = 0;
     for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
-    const db = 10 * Math.log10(sum / Math.max(1, samples.length) + 1e-12);
+    const rms = 10 * Math.log10(sum / Math.max(1, samples.length) + 1e-12);
+    const fall = 20 * samples.length / (page.source ? page.source.rate : 48000); // falls 20 dB/s
+    this.level = Math.max(rms, this.level - fall);
+    const db = this.level;
     if (this.pendingMeter === null) requestAnimationFrame(() => {
       const d = this.pendingMeter; this.pendingMeter = null;
       $("meter-bar").style.width = `${Math.max(0, Math.min(100, (d + 60) / 60 * 100)).toFixed(0)}%`;
@@ -298,6 +301,12 @@ function pieceText(piece) {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+// spaces and control characters made visible, so a token never breaks the layout
+const VISIBLE = { " ": "\u00b7", "\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5" };
+function visible(text) {
+  return text.replace(/[\s\u0000-\u001f\u007f]/g, (c) => VISIBLE[c] || (/\s/.test(c) ? "\u00b7" : "\ufffd"));
+}
+
 function addSpan(box, text, keep) {
   const span = document.createElement("span");
   span.textContent = text;
@@ -312,7 +321,7 @@ function addPieces(box, text, keep) { // one block: its LLM tokens as chips, the
   for (const piece of text.split(" ")) {
     const chip = document.createElement("span");
     chip.className = "piece";
-    chip.textContent = pieceText(piece).replace(/ /g, "\u00b7");
+    chip.textContent = visible(pieceText(piece));
     block.appendChild(chip);
   }
   box.appendChild(block);
