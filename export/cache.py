@@ -70,3 +70,11 @@ def cached_export(model_dir: str | Path | None = None, log=None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"exported in {time.perf_counter() - t0:.0f} s (cached for the next runs)")
     return out
+
+
+def resolve_model(backend: str, model: str | Path | None) -> str | None:
+    """What ``make_backend(backend, ...)`` reads for ``model``: the onnx backend takes an export
+    directory, so a model directory (None: the bundled model) becomes its cached export."""
+    if backend == "onnx" and (model is None or not (Path(model) / MANIFEST_FILE).is_file()):
+        return str(cached_export(model))
+    return None if model is None else str(model)

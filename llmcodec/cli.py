@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("llmcodec.commands.codec", "audio file -> LLM token JSON"),
     "decode": ("llmcodec.commands.codec", "LLM token JSON -> audio file"),
     "roundtrip": ("llmcodec.commands.codec", "audio file -> tokens -> audio file"),
+    "tokenize": ("llmcodec.commands.tokenize", "many audio files -> a Parquet dataset of LLM tokens (here or on Ray)"),
     "info": ("llmcodec.commands.codec", "print a model's facts"),
     "icl": ("llmcodec.commands.icl", "few-shot audio task learning with a frozen LLM (in-context)"),
     "prepare-data": ("llmcodec.commands.prepare_data", "build the local training corpus cache"),

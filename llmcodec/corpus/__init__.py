@@ -1,0 +1,1 @@
+"""Corpus tokenization: many audio files -> a Parquet dataset of LLM tokens (``llmcodec tokenize``)."""
