@@ -318,15 +318,23 @@ def plot_latency_vs_streams(points: list, path: Path) -> Path | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    ys = []
     for backend in sorted({p.backend for p in points}):
         rows = sorted((p for p in points if p.backend == backend), key=lambda p: p.clients)
         n = [p.clients for p in rows]
         for q, style in (("latency_p50", "-o"), ("latency_p90", "--s"), ("latency_p99", ":^")):
-            ax.plot(n, [getattr(p, q) * 1e3 for p in rows], style, label=f"{backend} {q[-3:]}")
+            y = [getattr(p, q) * 1e3 for p in rows]
+            ys += y
+            ax.plot(n, y, style, label=f"{backend} {q[-3:]}")
     block = points[0].block_seconds * 1e3
     ax.axhline(block, color="k", ls="--", lw=1, label=f"one block ({block:.0f} ms)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    clients = sorted({p.clients for p in points})
+    if len(clients) > 1:
+        ax.set_xscale("log", base=2)
+    else:  # one point: a log axis would have no range
+        ax.set_xlim(clients[0] - 0.5, clients[0] + 0.5)
+    if any(math.isfinite(y) and y > 0 for y in ys):  # a run with no blocks has only NaN
+        ax.set_yscale("log")
     _plain_ticks(ax)
     ax.set_xticks(sorted({p.clients for p in points}))
     return _finish(plt, fig, ax, path, "concurrent real-time clients N",

@@ -63,6 +63,7 @@ class Close(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
 
 
@@ -86,6 +87,7 @@ ERRORS: dict[str, tuple[Close, str]] = {
     "idle_timeout": (Close.POLICY_VIOLATION, "no message for idle_timeout seconds"),
     "going_away": (Close.GOING_AWAY, "the server is shutting down; blocks in flight were sent first"),
     "internal": (Close.INTERNAL_ERROR, "the model step failed"),
+    "replica_lost": (Close.SERVICE_RESTART, "Ray Serve: the replica serving the stream stopped; reconnect"),
 }
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -43,6 +44,16 @@ log = logging.getLogger("llmcodec.server")
 MAX_QUEUED_MESSAGES = 4
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An HTTP answer instead of the WebSocket handshake."""
+
+    status: int
+    text: str
+    reason: str  # the label of llmcodec_refused_connections_total
+    headers: dict[str, str] | None = None
+
+
 class StreamServer:
     """Serve one backend to many WebSocket streams."""
 
@@ -61,12 +72,17 @@ class StreamServer:
         self.max_unsent = max(1, math.ceil(config.max_queued_seconds / self.facts.block_seconds))
         self._closed = asyncio.Event()
         self.page = load_page()
+        self.session_prefix = ""  # before each session id (a Ray Serve replica's id)
 
     # ---- lifecycle ------------------------------------------------------------
-    async def start(self) -> "StreamServer":
+    def start_batcher(self) -> None:
+        """The batching consumer alone (the Ray Serve replica brings its own WebSocket layer)."""
         self.batcher = Batcher(self.backend, self.config.max_batch, self.config.max_wait_ms, self.metrics,
                                workers=self.workers)
         self.batcher.start()
+
+    async def start(self) -> "StreamServer":
+        self.start_batcher()
         self._ws = await serve(self._handler, self.config.host, self.config.port,
                                process_request=self._process_request, compression=None,
                                max_size=self.config.max_message_bytes, server_header=None,
@@ -101,11 +117,12 @@ class StreamServer:
         end = time.monotonic() + 5.0  # let the senders deliver going_away before closing the rest
         while self.sessions and time.monotonic() < end:
             await asyncio.sleep(0.01)
-        self._ws.close(close_connections=True)  # connections still before 'start' get 1001
-        try:
-            await asyncio.wait_for(self._ws.wait_closed(), self.config.drain_timeout + 5)
-        except TimeoutError:
-            log.warning("connections did not close in time")
+        if self._ws is not None:
+            self._ws.close(close_connections=True)  # connections still before 'start' get 1001
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), self.config.drain_timeout + 5)
+            except TimeoutError:
+                log.warning("connections did not close in time")
         await self.batcher.stop()
         self._closed.set()
         log.info("server closed")
@@ -127,6 +144,13 @@ class StreamServer:
                         f"({self.config.drain_timeout:g} s); the other {s.next_seq - s.delivered} and any audio "
                         "after the last complete block were not encoded")
             s.fail(ProtocolError("going_away", f"the server is shutting down; {told}"))
+
+    def health(self) -> dict:
+        """The body of /health."""
+        return {"status": "draining" if self.draining else "ok", "protocol": PROTOCOL_VERSION,
+                "active_streams": len(self.sessions), "max_connections": self.config.max_connections,
+                "backend": self.backend.name, "model": self.facts.name,
+                "queue_depth": self.batcher.queue_depth if self.batcher else 0}
 
     # ---- HTTP before the handshake ------------------------------------------------
     def _respond(self, connection: ServerConnection, status: int, text: str, reason: str | None = None,
@@ -153,40 +177,46 @@ class StreamServer:
         if path in self.page:  # the browser page: no token needed to load it
             return self._page_file(path)
         if path == HEALTH_PATH:
-            body = {"status": "draining" if self.draining else "ok", "protocol": PROTOCOL_VERSION,
-                    "active_streams": len(self.sessions), "max_connections": self.config.max_connections,
-                    "backend": self.backend.name, "model": self.facts.name,
-                    "queue_depth": self.batcher.queue_depth if self.batcher else 0}
-            return self._respond(connection, 503 if self.draining else 200, json.dumps(body),
+            return self._respond(connection, 503 if self.draining else 200, json.dumps(self.health()),
                                  content_type="application/json")
         if path not in WS_PATHS + (METRICS_PATH,):
             return self._respond(connection, 404, f"unknown path {path!r}; WebSocket endpoints: "
                                  f"{', '.join(WS_PATHS)}; HTTP: {HEALTH_PATH}, {METRICS_PATH}, the page at "
                                  f"{', '.join(PAGE_PATHS)}", "not_found")
+        if path == METRICS_PATH:
+            refused = self.refusal(request, websocket=False)
+            if refused is None:
+                return self._respond(connection, 200, self.metrics.render().decode(),
+                                     content_type=self.metrics.content_type)
+        else:
+            # No await between here and the 101 response, so the connection count cannot race.
+            refused = self.refusal(request, open_connections=len(self._ws.connections))
+        if refused is None:
+            return None
+        return self._respond(connection, refused.status, refused.text, refused.reason, headers=refused.headers)
+
+    def refusal(self, request, *, websocket: bool = True, open_connections: int = 0) -> "Refusal | None":
+        """Why a request for a WebSocket endpoint (or /metrics) is refused, or None.
+
+        ``request``: ``.path`` (with the query) and ``.headers`` (``get``, ``get_all``)."""
         auth = check_token(request, self.config.token)
         if auth == "missing":
-            return self._respond(connection, 401, "this server needs a bearer token: send the header "
-                                 "'Authorization: Bearer TOKEN', the WebSocket subprotocol "
-                                 "'llmcodec.token.<base64url of TOKEN>' beside 'llmcodec.v1' (browsers), "
-                                 "or ?token=TOKEN", "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+            return Refusal(401, "this server needs a bearer token: send the header 'Authorization: Bearer TOKEN', "
+                           "the WebSocket subprotocol 'llmcodec.token.<base64url of TOKEN>' beside 'llmcodec.v1' "
+                           "(browsers), or ?token=TOKEN", "unauthorized", {"WWW-Authenticate": "Bearer"})
         if auth == "wrong":
-            return self._respond(connection, 403, "the bearer token is not valid", "forbidden")
-        if path == METRICS_PATH:
-            return self._respond(connection, 200, self.metrics.render().decode(),
-                                 content_type=self.metrics.content_type)
+            return Refusal(403, "the bearer token is not valid", "forbidden")
+        if not websocket:
+            return None
         origin = request.headers.get("Origin")
         same_origin = origin is not None and urlsplit(origin).netloc == request.headers.get("Host")
         if self.config.origins and origin is not None and origin not in self.config.origins and not same_origin:
-            return self._respond(connection, 403, f"origin {origin!r} is not allowed; allowed: "
-                                 f"{list(self.config.origins)}", "origin")
+            return Refusal(403, f"origin {origin!r} is not allowed; allowed: {list(self.config.origins)}", "origin")
         if self.draining:
-            return self._respond(connection, 503, "the server is shutting down", "draining",
-                                 headers={"Retry-After": "5"})
-        # No await between here and the 101 response, so this count cannot race.
-        if len(self._ws.connections) >= self.config.max_connections:
-            return self._respond(connection, 503, f"the server is at its limit of "
-                                 f"{self.config.max_connections} streams; retry later", "capacity",
-                                 headers={"Retry-After": "1"})
+            return Refusal(503, "the server is shutting down", "draining", {"Retry-After": "5"})
+        if open_connections >= self.config.max_connections:
+            return Refusal(503, f"the server is at its limit of {self.config.max_connections} streams; retry later",
+                           "capacity", {"Retry-After": "1"})
         return None
 
     # ---- one WebSocket connection ----------------------------------------------------
@@ -198,7 +228,14 @@ class StreamServer:
                                 "send audio (or tokens) continuously and end with {\"type\": \"end\"}") from None
 
     async def _handler(self, ws: ServerConnection) -> None:
-        path = urlsplit(ws.request.path).path
+        await self.serve_connection(ws, urlsplit(ws.request.path).path)
+
+    async def serve_connection(self, ws, path: str) -> None:
+        """One accepted WebSocket connection at ``path``, from ``start`` to its close.
+
+        ``ws``: anything with websockets' ``recv()``, ``send(str | bytes)`` and ``close(code,
+        reason)`` that raises ``ConnectionClosed`` once the client is gone (a websockets
+        connection, or the Ray Serve replica's Starlette adapter)."""
         session: Session | None = None
         sender: asyncio.Task | None = None
         try:
@@ -238,6 +275,7 @@ class StreamServer:
         if self.draining:
             raise ProtocolError("going_away", "the server is shutting down")
         session = Session(path, start, self.facts)
+        session.id = self.session_prefix + session.id
         self.batcher.attach(session)
         self.sessions[session.id] = session
         self.metrics.active_streams.labels(path).inc()

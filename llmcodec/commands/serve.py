@@ -49,6 +49,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--origin", action="append", default=[],
                    help="allowed browser Origin (repeatable; default: any)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    from llmcodec.commands import serve_ray
+    serve_ray.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     config.ssl_context()  # a certificate that does not load fails here, before the model loads
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.ray is not None:
+        from llmcodec.commands import serve_ray
+        return serve_ray.run(args, config)
     model = args.model
     if args.backend == "onnx" and (model is None or not (Path(model) / MANIFEST_FILE).is_file()):
         from llmcodec.export.cache import cached_export
@@ -83,11 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
         def ready(server) -> None:
             f = backend.facts
-            print(f"llmcodec serve: listening on {server.url}, page at {server.page_url} "
-                  f"(backend {backend.name}, model {f.name}, "
+            print(f"llmcodec serve: listening on {server.url} (backend {backend.name}, model {f.name}, "
                   f"block {f.block_size} samples at {f.sample_rate} Hz, max batch {config.max_batch}, "
                   f"{server.workers} worker(s) x {args.threads} thread(s), "
-                  f"auth {'on' if config.token else 'off'})", flush=True)
+                  f"auth {'on' if config.token else 'off'}); the browser page: {server.page_url}", flush=True)
         await run_server(backend, config, stop, ready)
         print("llmcodec serve: stopped", flush=True)
 
