@@ -224,6 +224,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="3 s clips, at most 8 streams, 120 s budget")
     p.add_argument("--url", help="use a running server instead of starting one (CPU use is then not measured)")
     p.add_argument("--token", default=None, help="bearer token for --url")
+    p.add_argument("--check-exact", action="store_true", help="with --url: check every stream's tokens against "
+                   "offline encoding with --backend/--model (which must be the server's)")
     p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--model", default=None, help="model or export directory (default: bundled)")
     p.add_argument("--max-batch", type=int, default=16)
@@ -258,7 +260,8 @@ def main(argv: list[str] | None = None) -> LoadResult:
     server = None if args.url else ServerProcess(args.backend, args.model, args.max_batch, args.max_wait_ms,
                                                  args.workers, args.threads)
     url = args.url or server.url
-    offline = None if args.no_exact or args.url else OfflineTokens(args.backend, args.model)
+    check = not args.no_exact and (not args.url or args.check_exact)
+    offline = OfflineTokens(args.backend, args.model) if check else None
     print(f"server {url} (backend {args.backend}, max batch {args.max_batch}, max wait {args.max_wait_ms} ms); "
           f"{seconds:g} s of real speech per stream, paced in real time; {result.cores} cores", flush=True)
     t_start = time.monotonic()

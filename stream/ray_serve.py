@@ -30,7 +30,8 @@ import time
 from fastapi import FastAPI, WebSocket
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from ray import serve
-from starlette.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from websockets.exceptions import ConnectionClosed
 
 from .auth import SUBPROTOCOL, offered_subprotocols
@@ -51,16 +52,16 @@ api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 # ---- the replica side ---------------------------------------------------------------------------
 class _Request:
-    """A Starlette WebSocket's handshake as ``StreamServer.refusal`` reads it (path, headers)."""
+    """A Starlette WebSocket handshake or HTTP request as ``StreamServer.refusal`` reads it."""
 
-    def __init__(self, ws: WebSocket):
-        self.path = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
-        self.headers = _Headers(ws)
+    def __init__(self, r: WebSocket | Request):
+        self.path = r.url.path + (f"?{r.url.query}" if r.url.query else "")
+        self.headers = _Headers(r)
 
 
 class _Headers:
-    def __init__(self, ws: WebSocket):
-        self._h = ws.headers
+    def __init__(self, r: WebSocket | Request):
+        self._h = r.headers
 
     def get(self, name: str, default=None):
         return self._h.get(name, default)
@@ -186,13 +187,24 @@ class StreamReplica:
                                 "per_replica": replicas}}
         return JSONResponse(body, status_code=503 if server.draining else 200)
 
+    def _metrics_refused(self, request: Request) -> Response | None:
+        refused = self.server.refusal(_Request(request), websocket=False)  # the token, as for llmcodec serve
+        if refused is None:
+            return None
+        self.server.metrics.refused.labels(refused.reason).inc()
+        return PlainTextResponse(refused.text + "\n", status_code=refused.status, headers=refused.headers)
+
     @api.get("/metrics")
-    async def metrics(self):
+    async def metrics(self, request: Request):
         server = await self._started()
-        return Response(server.metrics.render(), media_type=server.metrics.content_type)
+        return self._metrics_refused(request) or Response(server.metrics.render(),
+                                                          media_type=server.metrics.content_type)
 
     @api.get("/metrics/application")
-    async def application_metrics(self):
+    async def application_metrics(self, request: Request):
+        refused = self._metrics_refused(request)
+        if refused is not None:
+            return refused
         replicas = await self._application()
         r = CollectorRegistry()
         Gauge("llmcodec_app_replicas", "Live replicas (reported within 5 s)", registry=r).set(len(replicas))
@@ -224,8 +236,8 @@ class StreamReplica:
         refused = server.refusal(_Request(ws), open_connections=self.connections)
         if refused is not None:  # an HTTP answer instead of the handshake, as llmcodec serve gives
             server.metrics.refused.labels(refused.reason).inc()
-            await ws.send_denial_response(Response(refused.text + "\n", status_code=refused.status,
-                                                   headers=refused.headers, media_type="text/plain"))
+            await ws.send_denial_response(PlainTextResponse(refused.text + "\n", status_code=refused.status,
+                                                            headers=refused.headers))
             return
         self.connections += 1
         try:

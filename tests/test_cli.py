@@ -136,6 +136,16 @@ def test_serve_refuses_bad_options_in_one_line(flag, value, words):
     one_line_error(run_cli("serve", flag, value), *words)
 
 
+@pytest.mark.parametrize("args, words", [
+    (("serve", "--ray", "--replicas", "0"), ("replicas must be an integer >= 1",)),
+    (("serve", "--ray", "--tls-cert", __file__, "--tls-key", __file__), ("do not apply with --ray",)),
+    (("tokenize", "no/such/folder", "-o", "out"), ("no such folder, file or manifest",)),
+    (("tokenize", __file__, "-o", "out", "--workers", "2"), ("--workers needs --ray",)),
+])
+def test_ray_commands_refuse_bad_options_before_starting_ray(args, words):
+    one_line_error(run_cli(*args), *words)
+
+
 def test_serve_refuses_a_certificate_that_does_not_load():
     one_line_error(run_cli("serve", "--tls-cert", __file__, "--tls-key", __file__),
                    "tls_cert", "cannot load a PEM certificate")

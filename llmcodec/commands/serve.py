@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                           idle_timeout=args.idle_timeout, token=args.token or None, origins=tuple(args.origin),
                           drain_timeout=args.drain_timeout, workers=args.workers, tls_cert=args.tls_cert,
                           tls_key=args.tls_key)
-    config.ssl_context()  # a certificate that does not load fails here, before the model loads
+    if args.ray is None:
+        config.ssl_context()  # a certificate that does not load fails here, before the model loads
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.ray is not None:

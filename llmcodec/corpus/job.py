@@ -19,7 +19,8 @@ class TokenizeResult:
     tokenized: int
     errors: int
     audio_seconds: float  # of the files tokenized now
-    seconds: float  # wall time of the encoding
+    seconds: float  # wall time of the encoding, model loading and (on Ray) worker start included
+    first_row_seconds: float  # until the first file's row arrived: mostly start-up
 
     @property
     def audio_hours_per_hour(self) -> float:
@@ -87,7 +88,7 @@ def tokenize(spec: str, out: str | Path, *, backend: str = "onnx", model: str | 
         errors.flush()
     seconds = time.perf_counter() - t0
     result = TokenizeResult(len(files), len(files) - len(todo), tokens.written, errors.written,
-                            progress.audio, seconds)
+                            progress.audio, seconds, (progress.first or time.perf_counter()) - t0)
     log(f"tokenize: {result.tokenized} tokenized, {result.errors} errors, {result.skipped} skipped; "
         f"{result.audio_seconds / 3600:.3f} h of audio in {seconds:.1f} s "
         f"({result.audio_hours_per_hour:.1f} audio-hours per hour) -> {out}")
@@ -109,9 +110,11 @@ class _Progress:
         self.n = self.errors = 0
         self.audio = 0.0
         self.t0 = self.last = time.perf_counter()
+        self.first: float | None = None
 
     def add(self, audio_seconds: float, error: str | None = None) -> None:
         self.n += 1
+        self.first = self.first or time.perf_counter()
         self.audio += audio_seconds
         if error is not None:
             self.errors += 1
