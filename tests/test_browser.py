@@ -153,15 +153,22 @@ def test_file_picker_streams_a_file_with_exact_tokens(server, browser, default_b
     page.close()
 
 
-def test_microphone_permission_denied_says_so(pw, mic_file, server):
-    b = bl.launch(pw, mic_file=mic_file, fake_ui=False)  # no auto-accept: headless denies the prompt
+def mic_message(pw, url: str, kind: str, **launch) -> dict:
+    """A fresh browser (``launch``: bl.launch options) opens ``url``, presses Start microphone, and
+    shows a message of ``kind``; returns it."""
+    b = bl.launch(pw, **launch)
     try:
-        page = bl.open_page(b, server.server.page_url)
+        page = bl.open_page(b, url)
         page.click("#mic")
-        m = message(page, ("permission",))
-        assert "permission was denied" in m["text"] and "stream a file" in m["text"]
+        return message(page, (kind,))
     finally:
         b.close()
+
+
+def test_microphone_permission_denied_says_so(pw, mic_file, server):
+    # no auto-accept: headless Chromium denies the permission prompt
+    m = mic_message(pw, server.server.page_url, "permission", mic_file=mic_file, fake_ui=False)
+    assert "permission was denied" in m["text"] and "stream a file" in m["text"]
 
 
 def test_no_input_device_says_so(pw, server):
@@ -197,14 +204,8 @@ def test_full_server_says_503(pw, mic_file, default_backend):
         with connect(st.url + "/v1/stream") as held:  # the one allowed stream
             held.send(json.dumps({"type": "start", "sample_rate": 16000}))
             assert json.loads(held.recv())["type"] == "ready"
-            b = bl.launch(pw, mic_file=mic_file)
-            try:
-                page = bl.open_page(b, st.server.page_url)
-                page.click("#mic")
-                m = message(page, ("full",))
-                assert "HTTP 503" in m["text"] and "limit of 1 streams" in m["text"]
-            finally:
-                b.close()
+            m = mic_message(pw, st.server.page_url, "full", mic_file=mic_file)
+            assert "HTTP 503" in m["text"] and "limit of 1 streams" in m["text"]
 
 
 def test_token_travels_as_a_subprotocol(pw, mic_file, default_backend):
