@@ -163,10 +163,10 @@ class StreamReplica:
         """Every second, tell the registry this replica is alive and what it holds."""
         import ray
         while not self._stop.wait(REPORT_EVERY_S):
-            try:
+            try:  # the stats are read off the event loop, so a read can race it: then the next second
                 ray.get(self._registry.report.remote(self._stats()), timeout=10)
-            except ray.exceptions.RayError:
-                pass
+            except Exception:  # noqa: BLE001 - this thread must outlive any one failed report
+                continue
 
     def __del__(self):
         stop = getattr(self, "_stop", None)

@@ -3,7 +3,8 @@ the proxy imports it at start.
 
 The Ray nodes' environment (``PROXY_ENV``) sets the proxy's middleware and routing: a WebSocket
 whose replica died gets a clean close, and new connections go to the least loaded replica
-rather than to one on the proxy's own node (Serve's default).
+rather than to one on the proxy's own node (Serve's default), judged by a fresh count of each
+replica's open connections.
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from starlette.middleware import Middleware
 from .protocol import ProtocolError, close_reason
 
 PROXY_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "llmcodec.stream.serve_proxy:proxy_middlewares",
-             "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"}
+             "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
+             # ask the replicas their open connections for every new one (a connection lasts minutes;
+             # a cached count would send a burst of new connections all to one replica)
+             "RAY_SERVE_QUEUE_LENGTH_CACHE_TIMEOUT_S": "0"}
 
 
 class ReplicaLossMiddleware:
