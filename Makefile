@@ -53,7 +53,7 @@ demo: venv system-deps
 	$(PY) -m llmcodec.demo
 
 test: venv system-deps data-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache
