@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from websockets.exceptions import ConnectionClosed
 
+from .admission import refusal
 from .auth import SUBPROTOCOL, offered_subprotocols
 from .protocol import DECODE_PATH, STREAM_PATH
 from .serve_proxy import PROXY_ENV
@@ -52,7 +53,7 @@ api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 # ---- the replica side ---------------------------------------------------------------------------
 class _Request:
-    """A Starlette WebSocket handshake or HTTP request as ``StreamServer.refusal`` reads it."""
+    """A Starlette WebSocket handshake or HTTP request as ``admission.refusal`` reads it."""
 
     def __init__(self, r: WebSocket | Request):
         self.path = r.url.path + (f"?{r.url.query}" if r.url.query else "")
@@ -188,7 +189,7 @@ class StreamReplica:
         return JSONResponse(body, status_code=503 if server.draining else 200)
 
     def _metrics_refused(self, request: Request) -> Response | None:
-        refused = self.server.refusal(_Request(request), websocket=False)  # the token, as for llmcodec serve
+        refused = refusal(_Request(request), self.server.config, self.server.draining, websocket=False)  # the token, as for llmcodec serve
         if refused is None:
             return None
         self.server.metrics.refused.labels(refused.reason).inc()
@@ -233,7 +234,7 @@ class StreamReplica:
 
     async def _serve(self, ws: WebSocket, path: str) -> None:
         server = await self._started()
-        refused = server.refusal(_Request(ws), open_connections=self.connections)
+        refused = refusal(_Request(ws), server.config, server.draining, open_connections=self.connections)
         if refused is not None:  # an HTTP answer instead of the handshake, as llmcodec serve gives
             server.metrics.refused.labels(refused.reason).inc()
             await ws.send_denial_response(PlainTextResponse(refused.text + "\n", status_code=refused.status,

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -26,7 +25,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
-from .auth import check_token, select_subprotocol
+from .admission import refusal
+from .auth import select_subprotocol
 from .backend import Backend
 from .batcher import Batcher, default_workers
 from .metrics import ServerMetrics
@@ -42,16 +42,6 @@ log = logging.getLogger("llmcodec.server")
 # messages the WebSocket layer buffers per connection while backpressure holds the reader;
 # with max_message_bytes this bounds a connection's buffered input (4 x 1 MiB by default)
 MAX_QUEUED_MESSAGES = 4
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An HTTP answer instead of the WebSocket handshake."""
-
-    status: int
-    text: str
-    reason: str  # the label of llmcodec_refused_connections_total
-    headers: dict[str, str] | None = None
 
 
 class StreamServer:
@@ -184,40 +174,16 @@ class StreamServer:
                                  f"{', '.join(WS_PATHS)}; HTTP: {HEALTH_PATH}, {METRICS_PATH}, the page at "
                                  f"{', '.join(PAGE_PATHS)}", "not_found")
         if path == METRICS_PATH:
-            refused = self.refusal(request, websocket=False)
+            refused = refusal(request, self.config, self.draining, websocket=False)
             if refused is None:
                 return self._respond(connection, 200, self.metrics.render().decode(),
                                      content_type=self.metrics.content_type)
         else:
             # No await between here and the 101 response, so the connection count cannot race.
-            refused = self.refusal(request, open_connections=len(self._ws.connections))
+            refused = refusal(request, self.config, self.draining, open_connections=len(self._ws.connections))
         if refused is None:
             return None
         return self._respond(connection, refused.status, refused.text, refused.reason, headers=refused.headers)
-
-    def refusal(self, request, *, websocket: bool = True, open_connections: int = 0) -> "Refusal | None":
-        """Why a request for a WebSocket endpoint (or /metrics) is refused, or None.
-
-        ``request``: ``.path`` (with the query) and ``.headers`` (``get``, ``get_all``)."""
-        auth = check_token(request, self.config.token)
-        if auth == "missing":
-            return Refusal(401, "this server needs a bearer token: send the header 'Authorization: Bearer TOKEN', "
-                           "the WebSocket subprotocol 'llmcodec.token.<base64url of TOKEN>' beside 'llmcodec.v1' "
-                           "(browsers), or ?token=TOKEN", "unauthorized", {"WWW-Authenticate": "Bearer"})
-        if auth == "wrong":
-            return Refusal(403, "the bearer token is not valid", "forbidden")
-        if not websocket:
-            return None
-        origin = request.headers.get("Origin")
-        same_origin = origin is not None and urlsplit(origin).netloc == request.headers.get("Host")
-        if self.config.origins and origin is not None and origin not in self.config.origins and not same_origin:
-            return Refusal(403, f"origin {origin!r} is not allowed; allowed: {list(self.config.origins)}", "origin")
-        if self.draining:
-            return Refusal(503, "the server is shutting down", "draining", {"Retry-After": "5"})
-        if open_connections >= self.config.max_connections:
-            return Refusal(503, f"the server is at its limit of {self.config.max_connections} streams; retry later",
-                           "capacity", {"Retry-After": "1"})
-        return None
 
     # ---- one WebSocket connection ----------------------------------------------------
     async def _recv(self, ws: ServerConnection):
