@@ -72,7 +72,7 @@ def tokenize_runs(corpus: Path, tmp: Path) -> list[TokenizeRun]:
     return runs
 
 
-def serve_runs(streams: list[int], seconds: float, port: int = 8799) -> dict:
+def serve_runs(streams: list[int], seconds: float, chunk_ms: float = 20.0, port: int = 8799) -> dict:
     import ray
     from ray import serve
 
@@ -91,7 +91,8 @@ def serve_runs(streams: list[int], seconds: float, port: int = 8799) -> dict:
                   route_prefix="/")
         time.sleep(3)
         res = server_load.main(["--url", f"ws://127.0.0.1:{port}", "--check-exact", "--backend", "onnx", "--model", export,
-                                "--streams", *map(str, streams), "--seconds", str(seconds)])
+                                "--streams", *map(str, streams), "--seconds", str(seconds),
+                                "--chunk-ms", str(chunk_ms)])
         out[replicas] = dataclasses.asdict(res) if dataclasses.is_dataclass(res) else res
         serve.delete(APP_NAME)
         time.sleep(2)
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=30.0, help="audio in the tokenize corpus (default 30)")
     ap.add_argument("--streams", type=int, nargs="*", default=[4, 8, 12, 16], help="N for the Serve load runs")
     ap.add_argument("--seconds", type=float, default=8.0, help="speech per stream in the Serve runs (default 8)")
+    ap.add_argument("--chunk-ms", type=float, default=20.0, help="audio per client message in the Serve runs")
     ap.add_argument("--skip-tokenize", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here")
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             result["tokenize"] = [{**dataclasses.asdict(r), "audio_hours_per_hour": r.audio_hours_per_hour,
                                    "steady_audio_hours_per_hour": r.steady_audio_hours_per_hour} for r in runs]
         if not args.skip_serve:
-            result["serve"] = serve_runs(args.streams, args.seconds)
+            result["serve"] = serve_runs(args.streams, args.seconds, args.chunk_ms)
+            result["serve_chunk_ms"] = args.chunk_ms
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -239,6 +239,7 @@ def get_parser() -> argparse.ArgumentParser:
                    "(default 900; quick 120)")
     p.add_argument("--p99-ms", type=float, default=60.0, help="a level holds with p99 added latency under "
                    "this (default 60), no block dropped and exact tokens")
+    p.add_argument("--chunk-ms", type=float, default=20.0, help="audio per client message, ms (default 20)")
     p.add_argument("--greedy", type=int, default=0, help="fast clients beside the real-time ones at every level")
     p.add_argument("--fairness", action="store_true", help="run each level without and then with --greedy "
                    "clients (default 4)")
@@ -274,8 +275,8 @@ def main(argv: list[str] | None = None) -> LoadResult:
                 print(f"(time budget of {budget:g} s reached)", flush=True)
                 break
             for g in ((0, greedy) if args.fairness else (greedy,)):
-                lv = run_level(url, n, seconds, token=args.token, server=server, p99_ms=args.p99_ms, greedy=g,
-                               offline=offline)
+                lv = run_level(url, n, seconds, chunk_ms=args.chunk_ms, token=args.token, server=server,
+                               p99_ms=args.p99_ms, greedy=g, offline=offline)
                 result.levels.append(lv)
                 print(result.table().splitlines()[-1] if len(result.levels) > 1 else result.table(), flush=True)
             if lv.holds:
