@@ -141,11 +141,13 @@ def test_file_picker_streams_a_file_with_exact_tokens(server, browser, default_b
     from llmcodec.speech import speech_clip
     path = tmp_path / "clip.wav"
     sf.write(str(path), speech_clip(3.0, lang="fr"), 16000, subtype="PCM_16")
-    page = bl.open_page(browser, server.server.page_url + "?record")
+    page = bl.open_page(browser, server.server.page_url + "?record&frame_ms=100")
     page.set_input_files("#file", str(path))
     bl.wait_ended(page)
     assert page.evaluate("window.llmcodecPage.stream.kind") == "file clip.wav"
+    sizes = page.evaluate("window.llmcodecPage.stream.sent.map((c) => c.length)")
     sent, rate = bl.sent_audio(page)
+    assert set(sizes[:-1]) == {round(rate * 0.1)} and 0 < sizes[-1] <= round(rate * 0.1)  # ?frame_ms=100
     assert abs(sent.size / rate - 3.0) < 0.01  # the whole file, once
     want = offline_codes(default_backend, sent, rate)
     assert token_differences(bl.page_codes(page), want) == []

@@ -3,8 +3,11 @@
 // No build step. Tests read window.llmcodecPage; with ?record in the URL it also keeps every sample sent.
 
 const $ = (id) => document.getElementById(id);
-const RECORD = new URLSearchParams(location.search).has("record");
-const SEND_SECONDS = 0.02; // one binary frame per 20 ms of audio
+const PARAMS = new URLSearchParams(location.search);
+const RECORD = PARAMS.has("record");
+// one binary frame per 20 ms of audio; ?frame_ms=100 sends fewer, larger frames (10..500 ms), as a
+// server behind a relaying proxy (Ray Serve) prefers
+const SEND_SECONDS = Math.min(500, Math.max(10, Number(PARAMS.get("frame_ms")) || 20)) / 1000;
 const MAX_SHOWN = { words: 48, pieces: 16 };
 
 const page = {
@@ -420,10 +423,11 @@ async function openFile(file) {
   const t0 = performance.now();
   const src = { kind: `file ${file.name}`, rate, file,
     stop() { if (timer !== null) clearInterval(timer); timer = null; } };
-  timer = setInterval(() => { // paced in real time, like a microphone
+  const size = Math.max(1, Math.round(rate * SEND_SECONDS));
+  timer = setInterval(() => { // paced in real time, like a microphone: whole frames, then the rest
     const due = Math.min(n, Math.floor((performance.now() - t0) / 1000 * rate));
-    while (pos < due) {
-      const end = Math.min(due, pos + Math.round(rate * SEND_SECONDS));
+    while (due - pos >= size || (due === n && pos < n)) {
+      const end = Math.min(n, pos + size);
       feed(mono.slice(pos, end));
       pos = end;
     }
