@@ -189,7 +189,8 @@ class StreamReplica:
         return JSONResponse(body, status_code=503 if server.draining else 200)
 
     def _metrics_refused(self, request: Request) -> Response | None:
-        refused = refusal(_Request(request), self.server.config, self.server.draining, websocket=False)  # the token, as for llmcodec serve
+        # the token, as for llmcodec serve
+        refused = refusal(_Request(request), self.server.config, self.server.draining, websocket=False)
         if refused is None:
             return None
         self.server.metrics.refused.labels(refused.reason).inc()
@@ -262,7 +263,8 @@ class ServeOptions:
     def __post_init__(self) -> None:
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
             raise ValueError(f"replicas must be an integer >= 1, got {self.replicas!r}")
-        ServerConfig(**{**self.server, "port": 0, "origins": tuple(self.server.get("origins", ()))})  # names a bad field
+        # a bad server field fails here, with its name
+        ServerConfig(**{**self.server, "port": 0, "origins": tuple(self.server.get("origins", ()))})
 
 
 def build_app(args: dict) -> serve.Application:
@@ -276,15 +278,16 @@ def build_app(args: dict) -> serve.Application:
 
 def serve_config(o: ServeOptions, host: str, port: int) -> dict:
     """The Serve config file of ``o`` (``serve deploy FILE`` on a running cluster)."""
-    return {"proxy_location": "HeadOnly", "http_options": {"host": host, "port": port},
-            "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "llmcodec.stream.ray_serve:build_app",
-                              "args": dataclasses.asdict(o)}]}
+    app = {"name": APP_NAME, "route_prefix": "/", "import_path": "llmcodec.stream.ray_serve:build_app",
+           "args": dataclasses.asdict(o)}
+    return {"proxy_location": "HeadOnly", "http_options": {"host": host, "port": port}, "applications": [app]}
 
 
 def config_yaml(o: ServeOptions, host: str, port: int) -> str:
     import yaml
     env = " ".join(f"{k}={v}" for k, v in PROXY_ENV.items())
-    head = (f"# llmcodec on Ray Serve: {o.replicas} replica(s) of {DEPLOYMENT}, protocol v1 at ws://{host}:{port}/v1/stream\n"
+    head = (f"# llmcodec on Ray Serve: {o.replicas} replica(s) of {DEPLOYMENT}, protocol v1 at "
+            f"ws://{host}:{port}/v1/stream\n"
             f"# start each node with the proxy's settings, then deploy:\n"
             f"#   {env} ray start --head   (workers: ... ray start --address HEAD:6379)\n"
             f"#   serve deploy THIS_FILE\n")
