@@ -125,8 +125,9 @@ def _registry_class():
 ReplicaRegistry = _registry_class()
 
 
-@serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 1}, health_check_period_s=2.0,
-                  health_check_timeout_s=10.0, graceful_shutdown_timeout_s=15.0)
+# health checks tolerate a busy machine (a replica is only replaced after 30 s without an answer)
+@serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 1}, health_check_period_s=5.0,
+                  health_check_timeout_s=30.0, graceful_shutdown_timeout_s=15.0)
 @serve.ingress(api)
 class StreamReplica:
     """One replica: one shared model and its own batcher behind Serve's proxy."""

@@ -57,9 +57,7 @@ def app():
     serve.run(build_app({"replicas": 2, "backend": "torch", "server": {"token": TOKEN, "idle_timeout": 20.0}}),
               name=APP_NAME, route_prefix="/")
     base = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and json.loads(get(f"http://{base}/health")[1])["application"]["replicas"] < 2:
-        time.sleep(0.5)
+    wait_for_replicas(base, 2)
     yield base
     serve.shutdown()
     ray.shutdown()
@@ -68,6 +66,19 @@ def app():
 
 def application(base: str) -> dict:
     return json.loads(get(f"http://{base}/health")[1])["application"]
+
+
+def wait_for_replicas(base: str, n: int, timeout_s: float = 120.0) -> None:
+    """Until Serve runs ``n`` replicas and all ``n`` have reported, 3 s in a row (a replica stopped by a
+    failed health check still shows for a few seconds)."""
+    from ray import serve
+    from llmcodec.stream.ray_serve import APP_NAME, DEPLOYMENT
+    deadline, steady = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline and steady < 6:
+        running = serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states.get("RUNNING", 0)
+        ok = running == n and application(base)["replicas"] == n
+        steady = steady + 1 if ok else 0
+        time.sleep(0.5)
 
 
 def clips(speech: np.ndarray, n: int) -> list[np.ndarray]:
@@ -94,6 +105,7 @@ async def run_streams(base: str, pcm: list[np.ndarray], sessions: dict, kill_aft
 
 
 def test_health_and_metrics_per_replica_and_for_the_application(app):
+    wait_for_replicas(app, 2)
     status, text = get(f"http://{app}/health")
     h = json.loads(text)
     assert status == 200 and h["status"] == "ok" and h["replica"] in h["application"]["per_replica"]
@@ -144,13 +156,9 @@ def test_a_killed_replica_closes_its_streams_cleanly_and_is_replaced(app, defaul
         r = results[i]
         assert not isinstance(r, Exception), r
         assert token_differences(r.codes(), encode_all(default_backend, pcm[i])) == []
-    deadline = time.monotonic() + 120  # Serve starts a replacement
-    while time.monotonic() < deadline:
-        st = serve.status().applications[APP_NAME].deployments[DEPLOYMENT]
-        if st.replica_states.get("RUNNING", 0) == 2 and killed not in application(app)["per_replica"]:
-            break
-        time.sleep(1)
+    wait_for_replicas(app, 2)  # Serve starts a replacement
     assert serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states.get("RUNNING") == 2
+    assert killed not in application(app)["per_replica"]
     # a client that reconnects gets a new stream on a live replica, with exact tokens
     again: dict[int, str] = {}
     (r,), _ = asyncio.run(run_streams(app, pcm[:1], again))
