@@ -79,10 +79,15 @@ def offline_codes(backend, sent: np.ndarray, rate: int) -> list[np.ndarray]:
 def check_screenshot(page, path: Path) -> None:
     """Each element a person reads is on screen, and the screenshot shows something there (not blank)."""
     from PIL import Image
-    page.screenshot(path=str(path), full_page=True)
+    boxes = lambda: [page.locator(sel).bounding_box() for sel in ELEMENTS]  # noqa: E731
+    where = lambda bs: [(b["x"], b["y"]) if b else None for b in bs]  # noqa: E731
+    for _ in range(20):  # the page keeps changing: use a screenshot the layout did not move around
+        before = boxes()
+        page.screenshot(path=str(path), full_page=True)
+        if where(boxes()) == where(before):
+            break
     img = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
-    for sel in ELEMENTS:
-        box = page.locator(sel).bounding_box()
+    for sel, box in zip(ELEMENTS, before):
         assert box is not None and box["width"] > 2 and box["height"] > 2, f"{sel} is not shown"
         x0, y0 = int(box["x"]), int(box["y"])
         x1, y1 = int(box["x"] + box["width"]), int(box["y"] + box["height"])
