@@ -58,6 +58,14 @@ class CodecConfig(JsonConfig):
     dec_strides: tuple[int, ...] = (8, 5, 4, 3)
     depthwise: bool = True
     noise: bool = False  # reference NoiseBlock (deterministic: disabled at inference)
+    # "snac" (the reference's, up-sampling to the sample rate) or "istft": a frame-rate
+    # ConvNeXt stack and an inverse-STFT head (``istft_decoder.py``; dec_* fields unused).
+    decoder: str = "snac"
+    istft_dim: int = 256
+    istft_hidden: int = 768
+    istft_layers: int = 8
+    istft_up: int = 3  # sub-frames per latent frame (STFT hop = hop / istft_up)
+    istft_nfft: int = 640
     attn_window: int = 8  # past frames each frame sees (causal) / window size (official)
     attn_head_dim: int = 64
     # Quantizer
@@ -79,6 +87,14 @@ class CodecConfig(JsonConfig):
             raise ValueError(
                 f"encoder hop {math.prod(self.enc_strides)} != decoder hop {math.prod(self.dec_strides)}"
             )
+        if self.decoder not in ("snac", "istft"):
+            raise ValueError(f"decoder must be 'snac' or 'istft', got {self.decoder!r}")
+        if self.decoder == "istft":
+            if not self.causal:
+                raise ValueError("the istft decoder is causal only")
+            if self.hop % self.istft_up or self.istft_nfft % (self.hop // self.istft_up):
+                raise ValueError(f"istft_up {self.istft_up} must divide the hop {self.hop} and the STFT hop "
+                                 f"must divide istft_nfft {self.istft_nfft}")
         if self.latent_dim % self.attn_head_dim or self.dec_channels % self.attn_head_dim:
             raise ValueError("attention dims must be multiples of attn_head_dim")
 
@@ -127,6 +143,9 @@ PRESETS: dict[str, CodecConfig] = {
     ),
     # The size we train and ship: fast enough for many real-time streams per core.
     "small": CodecConfig(name="small", enc_channels=16, dec_channels=384, code_dim=32),
+    # The same encoder and quantizer with the frame-rate inverse-STFT decoder.
+    "small_istft": CodecConfig(name="small_istft", enc_channels=16, dec_channels=384, code_dim=32,
+                               decoder="istft"),
     # The reference's size, made causal.
     "base": CodecConfig(name="base", enc_channels=32, dec_channels=1536),
     # The non-causal reference itself (UniAudio 1.5 LLM-Codec, LLaMA-2 7B vocabulary).

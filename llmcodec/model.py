@@ -23,6 +23,7 @@ from .codes import check_codes
 from . import reference
 from .config import CodecConfig
 from .encoded import EncodedAudio
+from .istft_decoder import ISTFTDecoder
 from .layers import apply_weight_norm, fold_weight_norm
 from .quantizer import MultiScaleRVQ, QuantizerResult
 from .state import StreamState
@@ -43,7 +44,9 @@ class LLMCodec(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.quantizer = MultiScaleRVQ(cfg)
-        self.decoder = Decoder(cfg)
+        self.decoder = Decoder(cfg) if cfg.decoder == "snac" else ISTFTDecoder(
+            cfg.latent_dim, cfg.istft_dim, cfg.istft_hidden, cfg.istft_layers, cfg.istft_up, cfg.hop,
+            cfg.istft_nfft)
 
     # ---- contract --------------------------------------------------------
     @property

@@ -154,6 +154,36 @@ def test_resume_without_checkpoint_starts_from_a_model_dir(quick_corpus, tmp_pat
     assert second.step == 4
 
 
+def test_new_decoder_on_a_frozen_encoder(quick_corpus, tmp_path):
+    """``init_parts`` takes the encoder and quantizer of a model with another decoder; ``freeze``
+    keeps them fixed (same tokens) while the new istft decoder learns; the run resumes."""
+    from llmcodec.train.trainer import Trainer
+    first = Trainer(_cfg(quick_corpus, tmp_path / "one", steps=2), log=lambda s: None)
+    first.fit(progress=False)
+    istft = {"decoder": "istft", "istft_dim": 32, "istft_hidden": 64, "istft_layers": 2}
+    kw = dict(steps=3, model_overrides=istft, init_from=str(tmp_path / "one" / "model"),
+              init_parts=("encoder", "quantizer"), freeze=("encoder", "quantizer"))
+    with pytest.raises(ValueError, match="init_parts \\['decoder2'\\] unknown"):
+        _cfg(quick_corpus, tmp_path / "bad", **{**kw, "init_parts": ("decoder2",)})
+    second = Trainer(_cfg(quick_corpus, tmp_path / "two", **kw), log=lambda s: None)
+    assert second.step == 0
+    enc0 = {k: v.clone() for k, v in second.model.encoder.state_dict().items()}
+    dec0 = {k: v.clone() for k, v in second.model.decoder.state_dict().items()}
+    x = second.sampler.batch(0).audio
+    with torch.no_grad():
+        codes_before = second.model.encode(x.squeeze(1)).codes
+    second.fit(progress=False)
+    assert all(torch.equal(v, second.model.encoder.state_dict()[k]) for k, v in enc0.items())
+    assert any(not torch.equal(v, second.model.decoder.state_dict()[k]) for k, v in dec0.items())
+    with torch.no_grad():
+        codes_after = second.model.encode(x.squeeze(1)).codes
+    assert all(torch.equal(a, b) for a, b in zip(codes_before, codes_after))
+    shipped = json.loads((tmp_path / "two" / "model" / "training.json").read_text())
+    assert shipped["steps"] == 3 and shipped["init"]["parts"] == ["encoder", "quantizer"]
+    third = Trainer(_cfg(quick_corpus, tmp_path / "two", **{**kw, "steps": 4}), log=lambda s: None)
+    assert third.resume() and third.step == 3
+
+
 def test_loss_building_blocks():
     from llmcodec.train.discriminator import MultiFrequencyDiscriminator, mel_filterbank
     from llmcodec.train.losses import PQMF, MultiScaleSTFTLoss, TeacherHeads

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..config import CodecConfig, JsonConfig, preset
 
+MODEL_PARTS = ("encoder", "quantizer", "decoder")
 DEFAULT_MIX = {"real_en": 3.0, "piper_en": 3.0, "real_es": 1.0, "real_fr": 1.0, "music": 1.0, "events": 0.4}
 
 
@@ -22,6 +23,10 @@ class TrainConfig(JsonConfig):
     model: str = "small"  # a preset name of llmcodec.config
     model_overrides: dict = field(default_factory=dict)  # CodecConfig fields replacing the preset's
     init_from: str | None = None  # a model directory ("default": the bundled model) to start from
+    # With ``init_parts`` (e.g. ["encoder", "quantizer"]) only those parts are taken from ``init_from``
+    # (the rest may differ, as a new decoder does) and the run counts its steps from 0.
+    init_parts: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()  # parts that do not learn ("encoder", "quantizer", "decoder")
     data: str = "data_cache"
     run_dir: str = "runs/small"
     seed: int = 0
@@ -79,6 +84,12 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.anneal_steps <= self.steps:
             raise ValueError(f"anneal_steps must be between 0 and steps ({self.steps}), got {self.anneal_steps}")
+        for name in ("init_parts", "freeze"):
+            bad = sorted(set(getattr(self, name)) - set(MODEL_PARTS))
+            if bad:
+                raise ValueError(f"{name} {bad} unknown; accepted: {list(MODEL_PARTS)}")
+        if self.init_parts and not self.init_from:
+            raise ValueError("init_parts needs init_from (the model directory to take them from)")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -77,7 +77,7 @@ class Trainer:
         self.corpus = Corpus(cfg.data)
         self.start_step = 0
 
-        if cfg.init_from:
+        if cfg.init_from and not cfg.init_parts:
             loaded = load_model(None if cfg.init_from == "default" else cfg.init_from, inference=False)
             self.model = loaded.model
             if self.model.cfg != cfg.codec_config():
@@ -87,7 +87,13 @@ class Trainer:
         else:
             self.model = LLMCodec(cfg.codec_config())
             self.model.set_codebooks(_codebooks_for(self.model))
+            if cfg.init_parts:
+                self._load_parts(cfg.init_from, cfg.init_parts)
         self.model.apply_weight_norm().to(self.device).train()
+        for part in cfg.freeze:  # after weight norm, whose parametrisation makes new parameters
+            getattr(self.model, part).requires_grad_(False).eval()
+        if "quantizer" in cfg.freeze:  # its projected tables no longer change: compute them once
+            self.model.quantizer.freeze_tables()
         lat = self.model.cfg.latent_dim
         self.heads = TeacherHeads(lat).to(self.device)
         self.disc = MultiFrequencyDiscriminator(cfg.disc_hops, cfg.disc_channels,
@@ -117,6 +123,18 @@ class Trainer:
         self._compiled = cfg.compile
         if cfg.compile:
             self._encoder, self._decoder = torch.compile(self._encoder), torch.compile(self._decoder)
+
+    def _load_parts(self, source: str, parts: tuple[str, ...]) -> None:
+        """Copy ``parts`` of the model in ``source`` into the new model (their configs must agree)."""
+        loaded = load_model(None if source == "default" else source, inference=False)
+        for part in parts:
+            try:
+                getattr(self.model, part).load_state_dict(getattr(loaded.model, part).state_dict())
+            except RuntimeError as e:
+                raise ValueError(f"init_from {loaded.directory}: its {part} does not fit the config's "
+                                 f"{self.cfg.model!r} ({str(e)[:200]})") from None
+        self.init_steps = int(read_training_json(loaded.directory).get("steps", 0))
+        self.log(f"took {', '.join(parts)} from {loaded.directory} (step {self.init_steps})")
 
     # ---- state ---------------------------------------------------------------
     @property
@@ -165,15 +183,20 @@ class Trainer:
                     "data": self.corpus.summary()}
         if self.cfg.anneal_steps:
             training["anneal_steps"] = self.cfg.anneal_steps
+        if self.cfg.init_parts:
+            training["init"] = {"from": self.cfg.init_from, "parts": list(self.cfg.init_parts),
+                                "steps": getattr(self, "init_steps", None)}
         return ship_model(self.model, directory, training)
 
     # ---- one step ------------------------------------------------------------
     def forward(self, x: Tensor) -> CodecOutput:
         """``LLMCodec.forward`` through the (optionally compiled) encoder and decoder."""
         self.model._check_len(x.shape[-1])
+        frozen = {"encoder", "quantizer"} <= set(self.cfg.freeze)
         try:
-            z = self._encoder(x)
-            q = self.model.quantizer(z)
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                z = self._encoder(x)
+                q = self.model.quantizer(z)
             return CodecOutput(self._decoder(q.quantized), z, q)
         except Exception as e:  # no C++ compiler, unsupported backend: train eagerly
             if not self._compiled:
