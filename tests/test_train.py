@@ -33,6 +33,10 @@ def test_configs_load_and_validate():
     assert TrainConfig.load(ROOT / "configs" / "train_small_gpu.json").device == "cuda"
     asr = TrainConfig.load(ROOT / "configs" / "train_small_asr.json")
     assert asr.w_asr > 0 and asr.codec_config() == small.codec_config() and small.w_asr == 0
+    istft = TrainConfig.load(ROOT / "configs" / "train_small_istft.json")
+    assert istft.codec_config().decoder == "istft" and istft.freeze == ("encoder", "quantizer")
+    joint = TrainConfig.load(ROOT / "configs" / "train_small_istft_joint.json")
+    assert joint.codec_config() == istft.codec_config() and not joint.freeze
     with pytest.raises(ValueError, match="whole number"):
         TrainConfig(segment_seconds=1.0)
     with pytest.raises(ValueError, match="unknown training config keys"):
