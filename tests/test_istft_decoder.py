@@ -79,10 +79,19 @@ def test_streaming_equals_whole_sequence_and_is_causal(tiny_istft):
 def test_onnx_decoder_matches_torch(tiny_istft, tmp_path):
     """The exported decoder graph, run by ONNX Runtime block by block with its state, against torch."""
     import onnxruntime as ort
-    from llmcodec.export.onnx_export import export_model
+    from llmcodec.export.onnx_export import export_model, istft_head_nodes
     from llmcodec.speech import speech_clip
     m = tiny_istft
-    export_model(m, tmp_path, graphs=("decoder",))
+    export_model(m, tmp_path, graphs=("decoder",), int8=True)
+    import onnx
+    i8 = onnx.load(str(tmp_path / "decoder.int8.onnx"))
+    integer = [n for n in i8.graph.node if n.op_type == "MatMulInteger"]
+    assert integer, "the ConvNeXt MatMuls are int8"
+    head = [n for n in onnx.load(str(tmp_path / "decoder.onnx")).graph.node
+            if n.name in istft_head_nodes(tmp_path / "decoder.onnx") and n.op_type == "MatMul"]
+    assert len(head) == 2  # the projection and the inverse DFT ...
+    float_matmuls = {n.name for n in i8.graph.node if n.op_type == "MatMul"}
+    assert {n.name for n in head} <= float_matmuls  # ... stay float32 in the int8 graph
     sess = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
     wav = torch.from_numpy(speech_clip(3.0, start=10))[None]
     codes = m.encode(wav).codes
