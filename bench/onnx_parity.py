@@ -44,11 +44,12 @@ def agreement(ref: list[np.ndarray], test: list[np.ndarray]) -> tuple[float, lis
     return total / sum(np.asarray(a).size for a in ref), per
 
 
-def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int]
+def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int], decode: bool = True
                   ) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
     """Encode and decode several streams in shared batches, stream ``i`` joining at block
     ``starts[i]`` with a zero state. wavs float32 [T_i] (zero-padded to whole blocks).
-    Returns per-stream codes (per level) and decoded audio (from its own codes)."""
+    Returns per-stream codes (per level) and decoded audio (from its own codes; empty
+    arrays with ``decode=False``, which only encodes)."""
     blk, tpb = backend.facts.block_size, backend.facts.tokens_per_block
     blocks = [max(1, -(-w.size // blk)) for w in wavs]
     padded = [np.pad(w, (0, n * blk - w.size)).astype(np.float32) for w, n in zip(wavs, blocks)]
@@ -68,18 +69,21 @@ def run_staggered(backend: Backend, wavs: list[np.ndarray], starts: list[int]
         es, ds = [enc[i] for i in active], [dec[i] for i in active]
         c, new = backend.encode_step(pcm, enc_pool.gather(es))
         enc_pool.scatter(es, new)
-        y, new = backend.decode_step(c, dec_pool.gather(ds))
-        dec_pool.scatter(ds, new)
+        y = None
+        if decode:
+            y, new = backend.decode_step(c, dec_pool.gather(ds))
+            dec_pool.scatter(ds, new)
         for row, i in enumerate(active):
             for lvl in range(len(tpb)):
                 codes[i][lvl].append(c[lvl][row])
-            audio[i].append(y[row])
+            audio[i].append(y[row] if y is not None else np.zeros(0, np.float32))
     return ([[np.concatenate(l) for l in c] for c in codes], [np.concatenate(a) for a in audio])
 
 
-def stream_chunks(backend: Backend, wav: np.ndarray, chunk: int) -> tuple[list[np.ndarray], np.ndarray]:
+def stream_chunks(backend: Backend, wav: np.ndarray, chunk: int, decode: bool = True
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
     """Encode ``wav`` pushed in chunks of ``chunk`` samples, decode pushing one block's codes per
-    level-3 token group of ``chunk // hop`` frames (at least 1)."""
+    level-3 token group of ``chunk // hop`` frames (at least 1; no audio with ``decode=False``)."""
     from llmcodec.stream.buffer import StreamingDecoder, StreamingEncoder
     enc = StreamingEncoder(backend)
     blocks = []
@@ -87,6 +91,8 @@ def stream_chunks(backend: Backend, wav: np.ndarray, chunk: int) -> tuple[list[n
         blocks += enc.push(wav[i:i + chunk])
     blocks += enc.flush()
     codes = [np.concatenate([b.codes[l] for b in blocks]) for l in range(len(backend.facts.tokens_per_block))]
+    if not decode:
+        return codes, np.zeros(0, np.float32)
     dec, out = StreamingDecoder(backend), []
     frames = max(1, chunk // backend.facts.hop)
     strides = backend.facts.vq_strides
