@@ -76,6 +76,7 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.corpus = Corpus(cfg.data)
         self.start_step = 0
+        self.init_steps: int | None = None  # the step of the model init_parts came from
 
         if cfg.init_from and not cfg.init_parts:
             loaded = load_model(None if cfg.init_from == "default" else cfg.init_from, inference=False)
@@ -185,7 +186,7 @@ class Trainer:
             training["anneal_steps"] = self.cfg.anneal_steps
         if self.cfg.init_parts:
             training["init"] = {"from": self.cfg.init_from, "parts": list(self.cfg.init_parts),
-                                "steps": getattr(self, "init_steps", None)}
+                                "steps": self.init_steps}
         return ship_model(self.model, directory, training)
 
     # ---- one step ------------------------------------------------------------
