@@ -20,7 +20,8 @@ from pathlib import Path
 from .metadata import MANIFEST_FILE, onnx_file
 
 # the model code the graphs are traced from (with the exporter's own files, the cache key)
-MODEL_CODE = ("layers.py", "codec_blocks.py", "attention.py", "quantizer.py", "model.py", "state.py", "config.py")
+MODEL_CODE = ("layers.py", "codec_blocks.py", "attention.py", "istft_decoder.py", "stft_encoder.py", "quantizer.py",
+              "model.py", "state.py", "config.py")
 
 
 def export_cache_dir(model_dir: str | Path | None) -> Path:

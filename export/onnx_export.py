@@ -246,18 +246,20 @@ def quantizer_nodes(path: str | Path) -> list[str]:
     return out
 
 
-def istft_head_nodes(path: str | Path) -> list[str]:
-    """Names of the nodes of the inverse-STFT head (``istft_decoder.ISTFTHead``): they stay
-    float32 in int8 graphs, because its projection feeds an ``exp`` and its inverse DFT sees
-    spectra spanning 50 dB, which one uint8 scale per call cannot hold. Decoded audio of 6
-    unseen clips, int8 against float32: 29 dB SNR with the head in int8, 50 dB without it
-    (the SNAC decoder's int8 graph: 43 dB)."""
+def spectral_nodes(path: str | Path) -> list[str]:
+    """Names of the nodes of the STFT analysis (``stft_encoder.STFTFeatures``) and the
+    inverse-STFT head (``istft_decoder.ISTFTHead``): they stay float32 in int8 graphs. The
+    head's projection feeds an ``exp`` and its inverse DFT sees spectra spanning 50 dB, which
+    one uint8 scale per call cannot hold (decoded audio of 6 unseen clips, int8 against
+    float32: 29 dB SNR with the head in int8, 50 dB without it; the SNAC decoder's int8 graph:
+    43 dB); the analysis feeds a ``log`` of the power spectrum the same way."""
     import onnx
     m = onnx.load(str(path), load_external_data=False)
     out = []
     for n in m.graph.node:
         scopes = {p.key: p.value for p in n.metadata_props}.get("pkg.torch.onnx.name_scopes", "")
-        if "decoder.head" in scopes or any(i.endswith("decoder.head.basis") for i in n.input):
+        if "decoder.head" in scopes or "encoder.stft" in scopes or \
+                any(i.endswith(("decoder.head.basis", "encoder.stft.basis")) for i in n.input):
             out.append(n.name)
     return out
 
@@ -305,7 +307,7 @@ def export_model(model: LLMCodec | LoadedCodec | str | Path | None, out_dir: str
             # the search (cosine over up to 49152 codes, table lookups) stays float32:
             # int8 tables blur near-ties. See export/int8.py for the weight settings.
             files[f"{g}.int8"] = quantize_int8(files[g], out / onnx_file(g, "int8"),
-                                               exclude=quantizer_nodes(files[g]) + istft_head_nodes(files[g]))
+                                               exclude=quantizer_nodes(files[g]) + spectral_nodes(files[g]))
             seconds[f"{g}.int8"] = time.perf_counter() - t0
     net.cfg.save(out / CONFIG_FILE)
     src = _vocab_source(loaded) if loaded else None

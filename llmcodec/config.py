@@ -53,6 +53,15 @@ class CodecConfig(JsonConfig):
     # Encoder: conv(1, enc_channels, 7), then one block per stride doubling channels.
     enc_channels: int = 32
     enc_strides: tuple[int, ...] = (3, 4, 5, 8)
+    # "snac" (the reference's, above) or "stft": a causal STFT, its sub-frames stacked per
+    # latent frame, ConvNeXt blocks at the frame rate (``stft_encoder.py``; the latent size
+    # stays enc_channels * 2 ** len(enc_strides)).
+    encoder: str = "snac"
+    stft_dim: int = 384
+    stft_hidden: int = 1152
+    stft_layers: int = 6
+    stft_sub: int = 3  # sub-frames per latent frame (STFT hop = hop / stft_sub)
+    stft_nfft: int = 640
     # Decoder: depthwise conv + 1x1 to dec_channels, attention, blocks halving channels.
     dec_channels: int = 1536
     dec_strides: tuple[int, ...] = (8, 5, 4, 3)
@@ -87,6 +96,14 @@ class CodecConfig(JsonConfig):
             raise ValueError(
                 f"encoder hop {math.prod(self.enc_strides)} != decoder hop {math.prod(self.dec_strides)}"
             )
+        if self.encoder not in ("snac", "stft"):
+            raise ValueError(f"encoder must be 'snac' or 'stft', got {self.encoder!r}")
+        if self.encoder == "stft":
+            if not self.causal:
+                raise ValueError("the stft encoder is causal only")
+            if self.hop % self.stft_sub or self.stft_nfft % (self.hop // self.stft_sub):
+                raise ValueError(f"stft_sub {self.stft_sub} must divide the hop {self.hop} and the STFT hop "
+                                 f"must divide stft_nfft {self.stft_nfft}")
         if self.decoder not in ("snac", "istft"):
             raise ValueError(f"decoder must be 'snac' or 'istft', got {self.decoder!r}")
         if self.decoder == "istft":
@@ -146,6 +163,9 @@ PRESETS: dict[str, CodecConfig] = {
     # The same encoder and quantizer with the frame-rate inverse-STFT decoder.
     "small_istft": CodecConfig(name="small_istft", enc_channels=16, dec_channels=384, code_dim=32,
                                decoder="istft"),
+    # Both at the frame rate: the STFT encoder and the inverse-STFT decoder.
+    "small_stft": CodecConfig(name="small_stft", enc_channels=16, dec_channels=384, code_dim=32,
+                              encoder="stft", decoder="istft"),
     # The reference's size, made causal.
     "base": CodecConfig(name="base", enc_channels=32, dec_channels=1536),
     # The non-causal reference itself (UniAudio 1.5 LLM-Codec, LLaMA-2 7B vocabulary).

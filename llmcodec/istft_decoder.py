@@ -39,19 +39,28 @@ class ConvNeXtBlock(Streaming):
         self.gamma = nn.Parameter(torch.full((dim,), scale))
 
     def _mix(self, x: Tensor, h: Tensor) -> Tensor:
-        h = self.norm(h.transpose(1, 2))
-        h = self.pwconv2(F.gelu(self.pwconv1(h))) * self.gamma
+        """``x [B, D, T]`` plus the block's branch of ``h [B, T, D]`` (the depthwise conv's output)."""
+        h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h)))) * self.gamma
         return x + h.transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._mix(x, self.dwconv(x))
+        return self._mix(x, self.dwconv(x).transpose(1, 2))
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        return prefixed_shapes("dwconv", self.dwconv.state_shapes())
+        """The last ``kernel - 1`` inputs, time-major: ``tail [B, kernel - 1, D]``."""
+        return {"tail": (self.dwconv.kernel_size[0] - 1, self.dwconv.in_channels)}
 
     def step(self, x: Tensor, state: StateDict) -> tuple[Tensor, StateDict]:
-        h, s = self.dwconv.step(x, sub_state("dwconv", state))
-        return self._mix(x, h), prefixed("dwconv", s)
+        """The depthwise conv as a sum of ``kernel`` shifted products, time-major so that each
+        product broadcasts one weight per channel along the last axis: at a few frames per block
+        ONNX Runtime's grouped ``Conv`` (one small GEMM per channel and row) costs several times more."""
+        conv, t = self.dwconv, x.shape[-1]
+        xx = torch.cat([state["tail"], x.transpose(1, 2)], dim=1)  # [B, K - 1 + T, D]
+        w = conv.weight[:, 0].t()  # [K, D]
+        h = conv.bias + xx[:, :t] * w[0]
+        for j in range(1, w.shape[0]):
+            h = h + xx[:, j:j + t] * w[j]
+        return self._mix(x, h), {"tail": xx[:, t:]}
 
 
 def _inverse_dft_basis(n_fft: int) -> Tensor:

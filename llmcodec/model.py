@@ -25,6 +25,7 @@ from .config import CodecConfig
 from .encoded import EncodedAudio
 from .istft_decoder import ISTFTDecoder
 from .layers import apply_weight_norm, fold_weight_norm
+from .stft_encoder import STFTEncoder
 from .quantizer import MultiScaleRVQ, QuantizerResult
 from .state import StreamState
 
@@ -42,7 +43,9 @@ class LLMCodec(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        self.encoder = Encoder(cfg) if cfg.encoder == "snac" else STFTEncoder(
+            cfg.latent_dim, cfg.stft_dim, cfg.stft_hidden, cfg.stft_layers, cfg.stft_sub, cfg.hop,
+            cfg.stft_nfft)
         self.quantizer = MultiScaleRVQ(cfg)
         self.decoder = Decoder(cfg) if cfg.decoder == "snac" else ISTFTDecoder(
             cfg.latent_dim, cfg.istft_dim, cfg.istft_hidden, cfg.istft_layers, cfg.istft_up, cfg.hop,

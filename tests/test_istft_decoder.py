@@ -37,7 +37,7 @@ def test_state_is_sized_from_hyperparameters():
     dec = ISTFTDecoder(latent=16, dim=24, hidden=48, layers=3, up=3, hop=480, n_fft=640)
     shapes = dec.state_shapes()
     assert shapes["conv_in.tail"] == (16, 6)  # kernel 7 at frame rate
-    assert [shapes[f"blocks.{i}.dwconv.tail"] for i in range(3)] == [(24, 6)] * 3
+    assert [shapes[f"blocks.{i}.tail"] for i in range(3)] == [(6, 24)] * 3  # time-major, kernel 7
     assert shapes["head.tail"] == (640 - 160,)  # the overlap still to be added
     assert len(shapes) == 5
     assert dec.init_state(2)["head.tail"].shape == (2, 480)
@@ -79,7 +79,7 @@ def test_streaming_equals_whole_sequence_and_is_causal(tiny_istft):
 def test_onnx_decoder_matches_torch(tiny_istft, tmp_path):
     """The exported decoder graph, run by ONNX Runtime block by block with its state, against torch."""
     import onnxruntime as ort
-    from llmcodec.export.onnx_export import export_model, istft_head_nodes
+    from llmcodec.export.onnx_export import export_model, spectral_nodes
     from llmcodec.speech import speech_clip
     m = tiny_istft
     export_model(m, tmp_path, graphs=("decoder",), int8=True)
@@ -88,7 +88,7 @@ def test_onnx_decoder_matches_torch(tiny_istft, tmp_path):
     integer = [n for n in i8.graph.node if n.op_type == "MatMulInteger"]
     assert integer, "the ConvNeXt MatMuls are int8"
     head = [n for n in onnx.load(str(tmp_path / "decoder.onnx")).graph.node
-            if n.name in istft_head_nodes(tmp_path / "decoder.onnx") and n.op_type == "MatMul"]
+            if n.name in spectral_nodes(tmp_path / "decoder.onnx") and n.op_type == "MatMul"]
     assert len(head) == 2  # the projection and the inverse DFT ...
     float_matmuls = {n.name for n in i8.graph.node if n.op_type == "MatMul"}
     assert {n.name for n in head} <= float_matmuls  # ... stay float32 in the int8 graph

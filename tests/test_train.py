@@ -37,6 +37,11 @@ def test_configs_load_and_validate():
     assert istft.codec_config().decoder == "istft" and istft.freeze == ("encoder", "quantizer")
     joint = TrainConfig.load(ROOT / "configs" / "train_small_istft_joint.json")
     assert joint.codec_config() == istft.codec_config() and not joint.freeze
+    distill = TrainConfig.load(ROOT / "configs" / "distill_small_stft.json")
+    assert distill.distill_only and distill.codec_config().encoder == "stft"
+    assert distill.freeze == ("quantizer", "decoder") and not small.distill_only
+    with pytest.raises(ValueError, match="teacher and w_distill go together"):
+        TrainConfig(w_distill=1.0)
     with pytest.raises(ValueError, match="whole number"):
         TrainConfig(segment_seconds=1.0)
     with pytest.raises(ValueError, match="unknown training config keys"):
@@ -186,6 +191,40 @@ def test_new_decoder_on_a_frozen_encoder(quick_corpus, tmp_path):
     assert shipped["steps"] == 3 and shipped["init"]["parts"] == ["encoder", "quantizer"]
     third = Trainer(_cfg(quick_corpus, tmp_path / "two", **{**kw, "steps": 4}), log=lambda s: None)
     assert third.resume() and third.step == 3
+
+
+def test_stft_encoder_learns_the_old_encoders_latents(quick_corpus, tmp_path):
+    """Distillation only: a new STFT encoder learns the latents of a model's SNAC encoder behind
+    that model's quantizer and decoder (frozen); only the encoder's weights change."""
+    from llmcodec.train.trainer import Trainer
+    first = Trainer(_cfg(quick_corpus, tmp_path / "one", steps=2), log=lambda s: None)
+    first.fit(progress=False)
+    teacher = str(tmp_path / "one" / "model")
+    zero = {w: 0.0 for w in ("w_stft", "w_subband", "w_adv", "w_fm", "w_commit", "w_codebook",
+                             "w_semantic", "w_consistency", "w_asr")}
+    stft = {"encoder": "stft", "stft_dim": 32, "stft_hidden": 64, "stft_layers": 2}
+    cfg = _cfg(quick_corpus, tmp_path / "two", steps=6, model_overrides=stft, init_from=teacher,
+               init_parts=("quantizer", "decoder"), freeze=("quantizer", "decoder"), teacher=teacher,
+               w_distill=1.0, lr=3e-3, **zero)
+    assert cfg.distill_only
+    student = Trainer(cfg, log=lambda s: None)
+    fixed = {k: v.clone() for k, v in {**student.model.quantizer.state_dict(),
+                                       **student.model.decoder.state_dict()}.items()}
+    enc0 = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}
+    x = student.sampler.batch(0).audio
+    with torch.no_grad():
+        before = float(student._distill_loss(x, student.model.encoder(x)))
+    steps = student.fit(progress=False)
+    with torch.no_grad():
+        after = float(student._distill_loss(x, student.model.encoder(x)))
+    assert set(steps[0].losses) == {"total", "distill"}  # no decoder, no discriminator in a step
+    assert after < before, (before, after)
+    assert any(not torch.equal(v, student.model.encoder.state_dict()[k]) for k, v in enc0.items())
+    now = {**student.model.quantizer.state_dict(), **student.model.decoder.state_dict()}
+    assert all(torch.equal(v, now[k]) for k, v in fixed.items())
+    with open(tmp_path / "two" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and rows[-1]["distill"] and not rows[-1]["stft"]
 
 
 def test_loss_building_blocks():

@@ -27,6 +27,11 @@ class TrainConfig(JsonConfig):
     # (the rest may differ, as a new decoder does) and the run counts its steps from 0.
     init_parts: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()  # parts that do not learn ("encoder", "quantizer", "decoder")
+    # Distillation: the encoder learns to reproduce the latents of ``teacher``'s encoder (a model
+    # directory), weighted ``w_distill``. With every other loss weight 0 a step runs the two
+    # encoders only (``distill_only``): a new encoder learns the old one's tokens cheaply.
+    teacher: str | None = None
+    w_distill: float = 0.0
     data: str = "data_cache"
     run_dir: str = "runs/small"
     seed: int = 0
@@ -90,8 +95,19 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"{name} {bad} unknown; accepted: {list(MODEL_PARTS)}")
         if self.init_parts and not self.init_from:
             raise ValueError("init_parts needs init_from (the model directory to take them from)")
+        if (self.teacher is None) != (self.w_distill == 0):
+            raise ValueError("teacher and w_distill go together: a teacher model directory and a weight > 0")
+        if self.distill_only and "encoder" in self.freeze:
+            raise ValueError("a distillation-only run trains the encoder: do not freeze it")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def distill_only(self) -> bool:
+        """Only the distillation loss: no decoder, quantizer or discriminator in a step."""
+        others = ("w_stft", "w_subband", "w_adv", "w_fm", "w_commit", "w_codebook", "w_semantic",
+                  "w_consistency", "w_asr")
+        return self.w_distill > 0 and all(getattr(self, w) == 0 for w in others)
 
     @property
     def segment_samples(self) -> int:

@@ -6,7 +6,9 @@ One step (``Trainer.train_step``):
 2. a generator update on
    ``w_stft * MS-STFT + w_subband * sub-band STFT + w_commit * commitment
    + w_codebook * codebook + w_semantic * semantic + w_consistency * consistency
-   + w_asr * asr (``asr_loss.py``; 0 in the reference recipe) (+ w_adv * LSGAN + w_fm * feature matching after the warm-up)``;
+   + w_asr * asr (``asr_loss.py``; 0 in the reference recipe) + w_distill * distill (the
+   teacher encoder's latents, ``TrainConfig.teacher``) (+ w_adv * LSGAN + w_fm * feature
+   matching after the warm-up)``;
 3. after the reconstruction-only warm-up: a least-squares discriminator update
    on real vs generated (detached) audio.
 
@@ -40,7 +42,7 @@ from .losses import (MultiScaleSTFTLoss, SubBandSTFTLoss, TeacherHeads, feature_
                      lsgan_g_loss)
 
 LOSS_NAMES = ("total", "stft", "subband", "commit", "codebook", "semantic", "consistency", "asr", "adv",
-              "fm", "disc")
+              "fm", "disc", "distill")
 CSV_FIELDS = ("step", "seconds", "lr", *LOSS_NAMES)
 
 
@@ -95,6 +97,14 @@ class Trainer:
             getattr(self.model, part).requires_grad_(False).eval()
         if "quantizer" in cfg.freeze:  # its projected tables no longer change: compute them once
             self.model.quantizer.freeze_tables()
+        self.teacher = None
+        if cfg.teacher:
+            teacher = load_model(None if cfg.teacher == "default" else cfg.teacher).model
+            if teacher.cfg.latent_dim != self.model.cfg.latent_dim or teacher.cfg.hop != self.model.cfg.hop:
+                raise ValueError(f"teacher {cfg.teacher}: latents [{teacher.cfg.latent_dim}] per {teacher.cfg.hop} "
+                                 f"samples do not match the model's [{self.model.cfg.latent_dim}] per "
+                                 f"{self.model.cfg.hop}")
+            self.teacher = teacher.encoder.to(self.device)
         lat = self.model.cfg.latent_dim
         self.heads = TeacherHeads(lat).to(self.device)
         self.disc = MultiFrequencyDiscriminator(cfg.disc_hops, cfg.disc_channels,
@@ -242,6 +252,29 @@ class Trainer:
             out = self.model(batch.audio.to(self.device))  # eager: no recompilation for no_grad
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
+    def _distill_loss(self, x: Tensor, z: Tensor) -> Tensor:
+        """``|z - z_teacher|^2 / |z_teacher|^2`` over the batch (the teacher runs without gradients)."""
+        with torch.no_grad():
+            target = self.teacher(x)
+        return (z.float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-8)
+
+    def _distill_step(self, x: Tensor, t0: float, lr: float) -> TrainStep:
+        """A distillation-only step: the encoder alone learns."""
+        with self._autocast():
+            loss = self._distill_loss(x, self._encoder(x))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.opt_g)
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt_g.param_groups for p in g["params"]],
+                                           self.cfg.grad_clip)
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.step += 1
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        return TrainStep(self.step, {"total": float(loss.detach()), "distill": float(loss.detach())}, dt, lr)
+
     def train_step(self) -> TrainStep:
         cfg, t0, lr = self.cfg, time.perf_counter(), self.lr()
         for opt in (self.opt_g, self.opt_d):
@@ -249,12 +282,17 @@ class Trainer:
                 g["lr"] = lr
         batch = self.sampler.batch(self.step)
         x = batch.audio.to(self.device)
+        if cfg.distill_only:
+            return self._distill_step(x, t0, lr)
         gan = self.step >= cfg.warmup_steps and (cfg.w_adv > 0 or cfg.w_fm > 0)
         with self._autocast():
             out = self.forward(x)
         y = out.audio.float()
         losses = self._reconstruction_losses(batch, out)
         total = losses["total"]
+        if self.teacher is not None:
+            losses["distill"] = self._distill_loss(x, out.latent)
+            total = total + cfg.w_distill * losses["distill"]
         if gan:  # adversarial + feature matching against the current discriminator
             with self._autocast():
                 real_logits, real_feats = self.disc(x)
@@ -340,7 +378,8 @@ class Trainer:
                     if not progress:
                         recent = results[-50:]
                         mean = {k: sum(r.losses[k] for r in recent) / len(recent)
-                                for k in ("total", "stft", "semantic", "consistency", "asr", "adv", "fm", "disc")
+                                for k in ("total", "stft", "semantic", "consistency", "asr", "adv", "fm", "disc",
+                                          "distill")
                                 if all(k in r.losses for r in recent)}
                         self.log(f"step {self.step}: checkpoint; last {len(recent)} steps "
                                  f"{sum(r.seconds for r in recent) / len(recent):.2f} s/step, "
