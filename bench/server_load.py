@@ -65,6 +65,8 @@ class LevelResult:
     errors: tuple[str, ...]
     seconds: float
     holds: bool
+    client_cpu_percent: float | None = None  # this process (every client), of one core: on one
+    # machine the load generator takes cores the server would otherwise have
 
     @property
     def late_fraction(self) -> float:
@@ -91,16 +93,17 @@ class LoadResult:
     def table(self) -> str:
         rows = [f"{'N':>3} {'G':>2} {'blocks':>6}  {'server p50    p90    p99':>24}  {'wire p50    p90    p99':>22}  "
                 f"{'queue50':>7} {'comp50':>6}  {'late':>5} {'drop':>4} {'exact':>5}  {'batch mean/max':>14}  "
-                f"{'CPU%':>5} {'load':>5}  holds"]
+                f"{'CPU%':>5} {'cli%':>5} {'load':>5}  holds"]
         for lv in self.levels:
             n = sum(lv.batch_sizes.values())
             mean_b = sum(k * v for k, v in lv.batch_sizes.items()) / n if n else float("nan")
             cpu = f"{lv.server_cpu_percent:5.0f}" if lv.server_cpu_percent is not None else "    -"
             exact = f"{lv.exact_streams}/{lv.streams}" if lv.exact_streams >= 0 else "-"
+            cli = f"{lv.client_cpu_percent:5.0f}" if lv.client_cpu_percent is not None else "    -"
             rows.append(f"{lv.streams:3d} {lv.greedy:2d} {lv.blocks:6d}  {lv.server_ms.short():>24}  "
                         f"{lv.wire_ms.short():>22}  {lv.queue_ms.p50:7.1f} {lv.compute_ms.p50:6.1f}  "
                         f"{lv.late_fraction:5.1%} {lv.dropped:4d} {exact:>5}  "
-                        f"{mean_b:7.2f}/{max(lv.batch_sizes, default=0):<6d}  {cpu} {lv.load_avg:5.1f}  "
+                        f"{mean_b:7.2f}/{max(lv.batch_sizes, default=0):<6d}  {cpu} {cli} {lv.load_avg:5.1f}  "
                         f"{'yes' if lv.holds else 'NO'}"
                         + (f"  errors: {lv.errors[:2]}" if lv.errors else ""))
         return "\n".join(rows)
@@ -191,8 +194,10 @@ def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token
     hog_clips = [speech_clip(60.0, start=7 + 29 * i) for i in range(greedy)]
     block_s = 0.12
     cpu0, t0 = (server.cpu_seconds() if server else None), time.monotonic()
+    own0 = time.process_time()
     per_clip, errors, hogs = asyncio.run(_level(url, clips, block_s, chunk_ms, token, hog_clips))
     wall = time.monotonic() - t0
+    own = 100.0 * (time.process_time() - own0) / wall
     results = [r for r in per_clip if r is not None]
     cpu1 = server.cpu_seconds() if server else None
     if results:
@@ -216,7 +221,7 @@ def run_level(url: str, n: int, seconds: float, *, chunk_ms: float = 20.0, token
         late, max(0, expected - len(blocks)), exact, greedy, hog_blocks / wall if greedy else 0.0,
         dict(sorted(batches.items())),
         None if cpu0 is None or cpu1 is None else 100.0 * (cpu1 - cpu0) / wall,
-        os.getloadavg()[0], tuple(errors), wall, holds)
+        os.getloadavg()[0], tuple(errors), wall, holds, own)
 
 
 def get_parser() -> argparse.ArgumentParser:

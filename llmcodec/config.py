@@ -57,8 +57,8 @@ class CodecConfig(JsonConfig):
     # latent frame, ConvNeXt blocks at the frame rate (``stft_encoder.py``; the latent size
     # stays enc_channels * 2 ** len(enc_strides)).
     encoder: str = "snac"
-    stft_dim: int = 384
-    stft_hidden: int = 1152
+    stft_dim: int = 256
+    stft_hidden: int = 768
     stft_layers: int = 6
     stft_sub: int = 3  # sub-frames per latent frame (STFT hop = hop / stft_sub)
     stft_nfft: int = 640

@@ -83,10 +83,14 @@ class LevelVQ(nn.Module):
         q = F.embedding(codes, table).transpose(1, 2)
         return self.out_proj(q) if self.out_proj is not None else q
 
+    def search_input(self, residual: Tensor) -> Tensor:
+        """residual [B, C, F] -> the vectors compared with the codes [B, dim, F/s]."""
+        pooled = F.avg_pool1d(residual, self.stride) if self.stride > 1 else residual
+        return self.in_proj(pooled) if self.in_proj is not None else pooled
+
     def forward(self, residual: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """residual [B, C, F] -> (codes [B, F/s], up-sampled zq [B, C, F], commit, codebook)."""
-        pooled = F.avg_pool1d(residual, self.stride) if self.stride > 1 else residual
-        z = self.in_proj(pooled) if self.in_proj is not None else pooled
+        z = self.search_input(residual)
         table, unit = self.tables()
         zn = F.normalize(z.transpose(1, 2), dim=-1)
         codes = torch.matmul(zn, unit.t()).argmax(dim=-1)

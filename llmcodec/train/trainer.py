@@ -105,6 +105,7 @@ class Trainer:
                                  f"samples do not match the model's [{self.model.cfg.latent_dim}] per "
                                  f"{self.model.cfg.hop}")
             self.teacher = teacher.encoder.to(self.device)
+        self._teacher = torch.compile(self.teacher) if cfg.compile and self.teacher is not None else self.teacher
         lat = self.model.cfg.latent_dim
         self.heads = TeacherHeads(lat).to(self.device)
         self.disc = MultiFrequencyDiscriminator(cfg.disc_hops, cfg.disc_channels,
@@ -253,10 +254,30 @@ class Trainer:
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
     def _distill_loss(self, x: Tensor, z: Tensor) -> Tensor:
-        """``|z - z_teacher|^2 / |z_teacher|^2`` over the batch (the teacher runs without gradients)."""
+        """How far the model's latents ``z`` [B, C, F] are from the teacher's where the tokens are
+        decided: per level, the search input (``LevelVQ.search_input``) of the teacher's residual
+        plus ``z - z_teacher``, against that of the teacher's residual, as a squared error relative
+        to the latter's energy; the mean over levels. Latent directions no level searches in do
+        not count. The teacher runs without gradients, through the model's own quantizer (the
+        teacher's, with ``init_parts``)."""
         with torch.no_grad():
-            target = self.teacher(x)
-        return (z.float() - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-8)
+            try:
+                target = self._teacher(x)  # compiled: half the time of eager on CPU
+            except Exception as e:  # no C++ compiler, unsupported backend: run it eagerly
+                if self._teacher is self.teacher:
+                    raise
+                self.log(f"torch.compile of the teacher failed ({type(e).__name__}: {str(e)[:200]}); eager")
+                self._teacher = self.teacher
+                target = self.teacher(x)
+        diff, residual, loss = z.float() - target, target, z.new_zeros(())
+        for q in self.model.quantizer.quantizers:
+            with torch.no_grad():
+                want = q.search_input(residual)
+                _, zq, _, _ = q(residual)
+            got = q.search_input(residual + diff)
+            loss = loss + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
+            residual = residual - zq
+        return loss / len(self.model.quantizer.quantizers)
 
     def _distill_step(self, x: Tensor, t0: float, lr: float) -> TrainStep:
         """A distillation-only step: the encoder alone learns."""
