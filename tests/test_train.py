@@ -40,6 +40,9 @@ def test_configs_load_and_validate():
     distill = TrainConfig.load(ROOT / "configs" / "distill_small_stft.json")
     assert distill.distill_only and distill.codec_config().encoder == "stft"
     assert distill.freeze == ("quantizer", "decoder") and not small.distill_only
+    stft_joint = TrainConfig.load(ROOT / "configs" / "train_small_stft_joint.json")
+    assert stft_joint.codec_config() == distill.codec_config() and not stft_joint.freeze
+    assert stft_joint.init_from == str(Path(distill.run_dir) / "model")
     with pytest.raises(ValueError, match="teacher and w_distill go together"):
         TrainConfig(w_distill=1.0)
     with pytest.raises(ValueError, match="whole number"):
