@@ -279,3 +279,30 @@ def test_gpu_check_on_cuda(tmp_path):
     from llmcodec.bench import gpu_check
     res = gpu_check.main(["--quick", "--out", str(tmp_path)])
     assert res.device.startswith("cuda") and all(res.staggered_exact)
+
+
+def test_token_agreement_per_level(tiny_dir, tmp_path):
+    """A model agrees with itself everywhere; with its encoder perturbed, less; files are spread."""
+    from safetensors.torch import load_file, save_file
+    from llmcodec.audio import save_audio
+    from llmcodec.bench import token_agreement
+    from llmcodec.speech import speech_clip
+    data = tmp_path / "wavs"
+    data.mkdir()
+    for i in range(3):
+        save_audio(data / f"{i}.wav", speech_clip(1.5, start=5 * i), 16000)
+    same = token_agreement.run(str(tiny_dir), str(tiny_dir), str(data), limit=None)
+    assert same.files == 3 and same.equal == (1.0, 1.0, 1.0) and same.positions[2] == 4 * same.positions[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in tiny_dir.iterdir():
+        if f.is_file():
+            (other / f.name).write_bytes(f.read_bytes())
+    w = load_file(str(tiny_dir / "model.safetensors"))
+    torch.manual_seed(1)
+    w = {k: v + 0.3 * v.std() * torch.randn_like(v) if k.startswith("encoder.") and v.dim() > 1 else v
+         for k, v in w.items()}
+    save_file(w, str(other / "model.safetensors"))
+    diff = token_agreement.run(str(other), str(tiny_dir), str(data), limit=2)
+    assert diff.files == 2 and min(diff.equal) < 1.0
+    assert [p.name for p in token_agreement.spread(sorted(data.glob("*.wav")), 2)] == ["0.wav", "1.wav"]
