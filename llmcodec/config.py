@@ -98,22 +98,22 @@ class CodecConfig(JsonConfig):
             )
         if self.encoder not in ("snac", "stft"):
             raise ValueError(f"encoder must be 'snac' or 'stft', got {self.encoder!r}")
-        if self.encoder == "stft":
-            if not self.causal:
-                raise ValueError("the stft encoder is causal only")
-            if self.hop % self.stft_sub or self.stft_nfft % (self.hop // self.stft_sub):
-                raise ValueError(f"stft_sub {self.stft_sub} must divide the hop {self.hop} and the STFT hop "
-                                 f"must divide stft_nfft {self.stft_nfft}")
         if self.decoder not in ("snac", "istft"):
             raise ValueError(f"decoder must be 'snac' or 'istft', got {self.decoder!r}")
+        if self.encoder == "stft":
+            self._check_frame_rate_part("stft encoder", "stft_sub", "stft_nfft")
         if self.decoder == "istft":
-            if not self.causal:
-                raise ValueError("the istft decoder is causal only")
-            if self.hop % self.istft_up or self.istft_nfft % (self.hop // self.istft_up):
-                raise ValueError(f"istft_up {self.istft_up} must divide the hop {self.hop} and the STFT hop "
-                                 f"must divide istft_nfft {self.istft_nfft}")
+            self._check_frame_rate_part("istft decoder", "istft_up", "istft_nfft")
         if self.latent_dim % self.attn_head_dim or self.dec_channels % self.attn_head_dim:
             raise ValueError("attention dims must be multiples of attn_head_dim")
+
+    def _check_frame_rate_part(self, what: str, sub: str, nfft: str) -> None:
+        """An STFT part: causal, ``sub`` sub-frames per frame, a whole number of hops per window."""
+        if not self.causal:
+            raise ValueError(f"the {what} is causal only")
+        if self.hop % getattr(self, sub) or getattr(self, nfft) % (self.hop // getattr(self, sub)):
+            raise ValueError(f"{sub} {getattr(self, sub)} must divide the hop {self.hop} and the STFT hop "
+                             f"must divide {nfft} {getattr(self, nfft)}")
 
     # ---- derived facts -------------------------------------------------
     @property

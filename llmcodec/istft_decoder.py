@@ -22,45 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .convnext import ConvNeXtStack
 from .layers import Conv1d, Streaming, prefixed_shapes
 from .state import StateDict, prefixed, sub_state
-
-
-class ConvNeXtBlock(Streaming):
-    """``[B, D, T] -> [B, D, T]``: causal depthwise conv k7, LayerNorm, 1x1 up, GELU, 1x1 down,
-    layer scale, plus the input."""
-
-    def __init__(self, dim: int, hidden: int, kernel: int = 7, scale: float = 0.1):
-        super().__init__()
-        self.dwconv = Conv1d(dim, dim, kernel, groups=dim, causal=True)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, hidden)
-        self.pwconv2 = nn.Linear(hidden, dim)
-        self.gamma = nn.Parameter(torch.full((dim,), scale))
-
-    def _mix(self, x: Tensor, h: Tensor) -> Tensor:
-        """``x [B, D, T]`` plus the block's branch of ``h [B, T, D]`` (the depthwise conv's output)."""
-        h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h)))) * self.gamma
-        return x + h.transpose(1, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._mix(x, self.dwconv(x).transpose(1, 2))
-
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The last ``kernel - 1`` inputs, time-major: ``tail [B, kernel - 1, D]``."""
-        return {"tail": (self.dwconv.kernel_size[0] - 1, self.dwconv.in_channels)}
-
-    def step(self, x: Tensor, state: StateDict) -> tuple[Tensor, StateDict]:
-        """The depthwise conv as a sum of ``kernel`` shifted products, time-major so that each
-        product broadcasts one weight per channel along the last axis: at a few frames per block
-        ONNX Runtime's grouped ``Conv`` (one small GEMM per channel and row) costs several times more."""
-        conv, t = self.dwconv, x.shape[-1]
-        xx = torch.cat([state["tail"], x.transpose(1, 2)], dim=1)  # [B, K - 1 + T, D]
-        w = conv.weight[:, 0].t()  # [K, D]
-        h = conv.bias + xx[:, :t] * w[0]
-        for j in range(1, w.shape[0]):
-            h = h + xx[:, j:j + t] * w[j]
-        return self._mix(x, h), {"tail": xx[:, t:]}
 
 
 def _inverse_dft_basis(n_fft: int) -> Tensor:
@@ -131,7 +95,7 @@ class ISTFTDecoder(Streaming):
         self.up, self.dim = up, dim
         self.conv_in = Conv1d(latent, dim, 7, causal=True)
         self.upsample = nn.Linear(dim, up * dim)  # each frame -> ``up`` sub-frames
-        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, scale=1.0 / layers) for _ in range(layers))
+        self.blocks = ConvNeXtStack(dim, hidden, layers)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = ISTFTHead(dim, n_fft, hop // up)
 
@@ -144,25 +108,18 @@ class ISTFTDecoder(Streaming):
         return self.norm(h.transpose(1, 2)).transpose(1, 2)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self._subframes(self.conv_in(z))
-        for blk in self.blocks:
-            h = blk(h)
-        return self.head(self._norm(h))
+        return self.head(self._norm(self.blocks(self._subframes(self.conv_in(z)))))
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        out = prefixed_shapes("conv_in", self.conv_in.state_shapes())
-        for i, blk in enumerate(self.blocks):
-            out.update(prefixed_shapes(f"blocks.{i}", blk.state_shapes()))
-        out.update(prefixed_shapes("head", self.head.state_shapes()))
-        return out
+        return {**prefixed_shapes("conv_in", self.conv_in.state_shapes()),
+                **prefixed_shapes("blocks", self.blocks.state_shapes()),
+                **prefixed_shapes("head", self.head.state_shapes())}
 
     def step(self, z: Tensor, state: StateDict) -> tuple[Tensor, StateDict]:
         h, s = self.conv_in.step(z, sub_state("conv_in", state))
         new = prefixed("conv_in", s)
-        h = self._subframes(h)
-        for i, blk in enumerate(self.blocks):
-            h, s = blk.step(h, sub_state(f"blocks.{i}", state))
-            new.update(prefixed(f"blocks.{i}", s))
+        h, s = self.blocks.step(self._subframes(h), sub_state("blocks", state))
+        new.update(prefixed("blocks", s))
         y, s = self.head.step(self._norm(h), sub_state("head", state))
         new.update(prefixed("head", s))
         return y, new

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .istft_decoder import ConvNeXtBlock
+from .convnext import ConvNeXtStack
 from .layers import Streaming, prefixed_shapes
 from .state import StateDict, prefixed, sub_state
 
@@ -84,7 +84,7 @@ class STFTEncoder(Streaming):
         self.stft = STFTFeatures(n_fft, hop // sub)
         self.norm_in = nn.LayerNorm(sub * self.stft.features, eps=1e-6)
         self.proj_in = nn.Linear(sub * self.stft.features, dim)
-        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, scale=1.0 / layers) for _ in range(layers))
+        self.blocks = ConvNeXtStack(dim, hidden, layers)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.proj_out = nn.Linear(dim, latent)
 
@@ -98,22 +98,15 @@ class STFTEncoder(Streaming):
         return self.proj_out(self.norm(h.transpose(1, 2))).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self._frames(self.stft(x))
-        for blk in self.blocks:
-            h = blk(h)
-        return self._out(h)
+        return self._out(self.blocks(self._frames(self.stft(x))))
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        out = prefixed_shapes("stft", self.stft.state_shapes())
-        for i, blk in enumerate(self.blocks):
-            out.update(prefixed_shapes(f"blocks.{i}", blk.state_shapes()))
-        return out
+        return {**prefixed_shapes("stft", self.stft.state_shapes()),
+                **prefixed_shapes("blocks", self.blocks.state_shapes())}
 
     def step(self, x: Tensor, state: StateDict) -> tuple[Tensor, StateDict]:
         feats, s = self.stft.step(x, sub_state("stft", state))
         new = prefixed("stft", s)
-        h = self._frames(feats)
-        for i, blk in enumerate(self.blocks):
-            h, s = blk.step(h, sub_state(f"blocks.{i}", state))
-            new.update(prefixed(f"blocks.{i}", s))
+        h, s = self.blocks.step(self._frames(feats), sub_state("blocks", state))
+        new.update(prefixed("blocks", s))
         return self._out(h), new

@@ -38,18 +38,24 @@ def default_backend():
     return make_backend("torch")
 
 
-@pytest.fixture(scope="session")
-def tiny_model():
-    """A seeded tiny causal model with small random codebooks (fast tests)."""
+def make_tiny(seed: int = 0, **overrides):
+    """A seeded tiny causal model (``tiny`` preset with ``overrides``) with small random
+    codebooks, ready for inference."""
     import torch
     from llmcodec.config import preset
     from llmcodec.model import LLMCodec
     import dataclasses
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(preset("tiny"), level_sizes=(64, 256, 256), llm_dim=32)
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(preset("tiny"), **{"level_sizes": (64, 256, 256), "llm_dim": 32, **overrides})
     m = LLMCodec(cfg)
     m.set_codebooks([torch.randn(n, cfg.llm_dim) for n in cfg.level_sizes])
     return m.prepare_inference()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A seeded tiny causal model with small random codebooks (fast tests)."""
+    return make_tiny()
 
 
 def token_differences(got, want) -> list[str]:

@@ -12,15 +12,12 @@ from llmcodec.config import preset
 from llmcodec.istft_decoder import ISTFTDecoder, ISTFTHead
 from llmcodec.model import LLMCodec
 
+from conftest import make_tiny
+
 
 @pytest.fixture(scope="module")
 def tiny_istft() -> LLMCodec:
-    torch.manual_seed(3)
-    cfg = dataclasses.replace(preset("tiny"), name="tiny_istft", level_sizes=(64, 256, 256), llm_dim=32,
-                              decoder="istft", istft_dim=32, istft_hidden=64, istft_layers=2)
-    m = LLMCodec(cfg)
-    m.set_codebooks([torch.randn(n, cfg.llm_dim) for n in cfg.level_sizes])
-    return m.prepare_inference()
+    return make_tiny(3, name="tiny_istft", decoder="istft", istft_dim=32, istft_hidden=64, istft_layers=2)
 
 
 def test_config_names_the_decoder():

@@ -13,16 +13,13 @@ from llmcodec.config import preset
 from llmcodec.model import LLMCodec
 from llmcodec.stft_encoder import STFTEncoder, STFTFeatures
 
+from conftest import make_tiny
+
 
 @pytest.fixture(scope="module")
 def tiny_stft() -> LLMCodec:
-    torch.manual_seed(4)
-    cfg = dataclasses.replace(preset("tiny"), name="tiny_stft", level_sizes=(64, 256, 256), llm_dim=32,
-                              encoder="stft", stft_dim=32, stft_hidden=64, stft_layers=2,
-                              decoder="istft", istft_dim=32, istft_hidden=64, istft_layers=2)
-    m = LLMCodec(cfg)
-    m.set_codebooks([torch.randn(n, cfg.llm_dim) for n in cfg.level_sizes])
-    return m.prepare_inference()
+    return make_tiny(4, name="tiny_stft", encoder="stft", stft_dim=32, stft_hidden=64, stft_layers=2,
+                     decoder="istft", istft_dim=32, istft_hidden=64, istft_layers=2)
 
 
 def test_config_names_the_encoder():
