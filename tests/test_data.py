@@ -184,3 +184,52 @@ def test_sampler_balances_speaker_groups_by_the_root_of_their_audio(quick_corpus
     assert len(share) >= 2 and abs(sum(share.values()) - 1) < 1e-9
     root = {g: np.sqrt(v) / sum(np.sqrt(list(secs.values()))) for g, v in secs.items()}
     assert all(abs(share[g] - root[g]) < 1e-9 for g in share)
+
+
+def test_augmentations_do_what_they_say():
+    from llmcodec.data.augment import AugmentConfig, augment
+    sr, n = 16000, 16000
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    off = AugmentConfig()
+    assert augment(x, np.random.default_rng(1), off, sr) is x  # nothing drawn, nothing changed
+
+    def band_energy(y, lo, hi):
+        spec = np.abs(np.fft.rfft(y)) ** 2
+        f = np.fft.rfftfreq(len(y), 1 / sr)
+        return spec[(f >= lo) & (f < hi)].sum()
+
+    band = augment(x, np.random.default_rng(2), AugmentConfig(p_band=1.0, band_hz=(4000.0, 4000.0)), sr)
+    assert band_energy(band, 4000, 8000) < 1e-6 * band_energy(x, 4000, 8000)
+    assert abs(band_energy(band, 0, 3500) / band_energy(x, 0, 3500) - 1) < 1e-3
+    tilt = augment(x, np.random.default_rng(3), AugmentConfig(p_tilt=1.0, tilt_db=6.0), sr)
+    ratio = [band_energy(tilt, lo, hi) / band_energy(x, lo, hi) for lo, hi in ((250, 500), (4000, 8000))]
+    assert abs(np.log10(ratio[1] / ratio[0])) > 1.0  # 4 octaves at up to 6 dB each: > 10 dB apart
+    noise = (rng.standard_normal(n) * 0.3).astype(np.float32)
+    noisy = augment(x, np.random.default_rng(4), AugmentConfig(p_noise=1.0, snr_db=(20.0, 20.0)), sr,
+                    noise=lambda r: noise)
+    snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean((noisy - x).astype(np.float64) ** 2))
+    assert abs(snr - 20.0) < 0.1
+    loud = augment(x * 9, np.random.default_rng(5), AugmentConfig(p_tilt=1.0), sr)
+    assert float(np.abs(loud).max()) <= 0.99 + 1e-6 and loud.dtype == np.float32
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig(p_band=1.5)
+    with pytest.raises(ValueError, match="low <= high"):
+        AugmentConfig(snr_db=(30.0, 10.0))
+
+
+def test_sampler_augments_reproducibly(quick_corpus):
+    from llmcodec.data.augment import AugmentConfig
+    c = Corpus(quick_corpus)
+    mix = {"real_en": 1, "piper_en": 1}
+    plain = SegmentSampler(c, 1920 * 2, 4, mix, seed=3)
+    same = SegmentSampler(c, 1920 * 2, 4, mix, seed=3, augment=AugmentConfig())
+    assert np.array_equal(plain.batch(2).audio.numpy(), same.batch(2).audio.numpy())  # p = 0: unchanged
+    aug = SegmentSampler(c, 1920 * 2, 4, mix, seed=3,
+                         augment=AugmentConfig(p_tilt=1.0, p_band=1.0, p_noise=1.0))
+    a, b = aug.batch(2), aug.batch(2)
+    assert np.array_equal(a.audio.numpy(), b.audio.numpy()) and a.kinds == plain.batch(2).kinds
+    assert not np.array_equal(a.audio.numpy(), plain.batch(2).audio.numpy())
+    assert float(a.audio.abs().max()) <= 0.99 + 1e-6
+    with pytest.raises(ValueError, match="noise kind 'real_en' has no track of 1920000 samples"):
+        SegmentSampler(c, 1920 * 1000, 4, mix, augment=AugmentConfig(p_noise=0.5, noise_kind="real_en"))

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .corpus import KINDS, Corpus
+from .augment import AugmentConfig, augment
+from .corpus import KINDS, SAMPLE_RATE, Corpus
 from .teachers import WHISPER_HOP
 
 
@@ -34,7 +35,8 @@ class SegmentBatch:
 class SegmentSampler:
     def __init__(self, corpus: Corpus, segment_samples: int, batch_size: int,
                  mix: dict[str, float], seed: int = 0, align: int = 1920,
-                 gain_db: tuple[float, float] = (-6.0, 3.0), min_text_cover: float = 0.25):
+                 gain_db: tuple[float, float] = (-6.0, 3.0), min_text_cover: float = 0.25,
+                 augment: AugmentConfig = AugmentConfig()):
         if segment_samples % align or segment_samples % WHISPER_HOP:
             raise ValueError(f"segment of {segment_samples} samples must be a multiple of the block "
                              f"({align}) and of Whisper's hop ({WHISPER_HOP})")
@@ -42,6 +44,7 @@ class SegmentSampler:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.corpus, self.seg, self.batch_size = corpus, segment_samples, batch_size
         self.seed, self.align, self.gain_db, self.min_text_cover = seed, align, gain_db, min_text_cover
+        self.augment = augment
         present = {t["kind"] for t in corpus.tracks}
         unknown = sorted(set(mix) - set(KINDS))
         if unknown:
@@ -66,6 +69,17 @@ class SegmentSampler:
             norm = sum(share.values())
             p = np.array([share[g] / norm * n / total[g] for g, n in zip(groups, lens)])
             self.by_kind[k] = (idx, p / p.sum())
+        self._noise_tracks = np.array([i for i, t in enumerate(corpus.tracks) if t["kind"] == augment.noise_kind
+                                       and t["length"] >= segment_samples])
+        if augment.p_noise > 0 and not len(self._noise_tracks):
+            raise ValueError(f"augmentation noise kind {augment.noise_kind!r} has no track of "
+                             f"{segment_samples} samples in the corpus")
+
+    def _noise(self, rng: np.random.Generator) -> np.ndarray:
+        """A random segment of a random track of the augmentation's noise kind."""
+        ti = int(self._noise_tracks[rng.integers(len(self._noise_tracks))])
+        start = int(rng.integers(self.corpus.tracks[ti]["length"] - self.seg + 1))
+        return self.corpus.track_audio(ti, start, self.seg)
 
     def _segment(self, rng: np.random.Generator, kind: str):
         idx, p = self.by_kind[kind]
@@ -79,6 +93,7 @@ class SegmentSampler:
         if peak * gain > 0.99:
             gain = 0.99 / peak
         audio = audio * np.float32(gain)
+        audio = augment(audio, rng, self.augment, SAMPLE_RATE, self._noise)
         whisper = emb = None
         cover = 0.0
         if self.corpus.has_teachers:

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..config import CodecConfig, JsonConfig, preset
+from ..data.augment import AugmentConfig
 
 MODEL_PARTS = ("encoder", "quantizer", "decoder")
 DEFAULT_MIX = {"real_en": 3.0, "piper_en": 3.0, "real_es": 1.0, "real_fr": 1.0, "music": 1.0, "events": 0.4}
@@ -41,6 +42,7 @@ class TrainConfig(JsonConfig):
     batch_size: int = 4
     mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
     gain_db: tuple[float, float] = (-6.0, 3.0)
+    augment: dict = field(default_factory=dict)  # AugmentConfig fields (data/augment.py); {}: none
     # Optimiser: AdamW with exponential decay (reference: lr 2e-4, betas (0.8, 0.99), gamma 0.999).
     lr: float = 2e-4
     betas: tuple[float, float] = (0.8, 0.99)
@@ -95,6 +97,7 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"{name} {bad} unknown; accepted: {list(MODEL_PARTS)}")
         if self.init_parts and not self.init_from:
             raise ValueError("init_parts needs init_from (the model directory to take them from)")
+        self.augment_config()  # validates
         if (self.teacher is None) != (self.w_distill == 0):
             raise ValueError("teacher and w_distill go together: a teacher model directory and a weight > 0")
         if self.distill_only and "encoder" in self.freeze:
@@ -112,6 +115,9 @@ class TrainConfig(JsonConfig):
     @property
     def segment_samples(self) -> int:
         return int(round(self.segment_seconds * self.codec_config().sample_rate))
+
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig.from_dict(self.augment)
 
     def codec_config(self) -> CodecConfig:
         base = preset(self.model)

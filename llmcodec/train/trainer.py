@@ -128,7 +128,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.sampler = SegmentSampler(self.corpus, cfg.segment_samples, cfg.batch_size, cfg.mix, cfg.seed,
-                                      align=self.model.cfg.block_size, gain_db=cfg.gain_db)
+                                      align=self.model.cfg.block_size, gain_db=cfg.gain_db,
+                                      augment=cfg.augment_config())
         self.elapsed = 0.0
         self.resumed = False
         self._encoder, self._decoder = self.model.encoder, self.model.decoder
