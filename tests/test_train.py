@@ -216,10 +216,10 @@ def test_stft_encoder_learns_the_old_encoders_latents(quick_corpus, tmp_path):
     enc0 = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}
     x = student.sampler.batch(0).audio
     with torch.no_grad():
-        before = float(student._distill_loss(x, student.model.encoder(x)))
+        before = float(student.distill.loss(x, student.model.encoder(x)))
     steps = student.fit(progress=False)
     with torch.no_grad():
-        after = float(student._distill_loss(x, student.model.encoder(x)))
+        after = float(student.distill.loss(x, student.model.encoder(x)))
     assert set(steps[0].losses) == {"total", "distill"}  # no decoder, no discriminator in a step
     assert after < before, (before, after)
     assert any(not torch.equal(v, student.model.encoder.state_dict()[k]) for k, v in enc0.items())

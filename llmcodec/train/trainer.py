@@ -38,6 +38,7 @@ from ..vocab import Vocabulary
 from .run_state import has_training_state, load_training_state, save_training_state, ship_model
 from .config import TrainConfig
 from .discriminator import MultiFrequencyDiscriminator
+from .distill import Distillation
 from .losses import (MultiScaleSTFTLoss, SubBandSTFTLoss, TeacherHeads, feature_matching, lsgan_d_loss,
                      lsgan_g_loss)
 
@@ -97,15 +98,7 @@ class Trainer:
             getattr(self.model, part).requires_grad_(False).eval()
         if "quantizer" in cfg.freeze:  # its projected tables no longer change: compute them once
             self.model.quantizer.freeze_tables()
-        self.teacher = None
-        if cfg.teacher:
-            teacher = load_model(None if cfg.teacher == "default" else cfg.teacher).model
-            if teacher.cfg.latent_dim != self.model.cfg.latent_dim or teacher.cfg.hop != self.model.cfg.hop:
-                raise ValueError(f"teacher {cfg.teacher}: latents [{teacher.cfg.latent_dim}] per {teacher.cfg.hop} "
-                                 f"samples do not match the model's [{self.model.cfg.latent_dim}] per "
-                                 f"{self.model.cfg.hop}")
-            self.teacher = teacher.encoder.to(self.device)
-        self._teacher = torch.compile(self.teacher) if cfg.compile and self.teacher is not None else self.teacher
+        self.distill = Distillation(cfg.teacher, self.model, self.device, cfg.compile, log) if cfg.teacher else None
         lat = self.model.cfg.latent_dim
         self.heads = TeacherHeads(lat).to(self.device)
         self.disc = MultiFrequencyDiscriminator(cfg.disc_hops, cfg.disc_channels,
@@ -254,36 +247,10 @@ class Trainer:
             out = self.model(batch.audio.to(self.device))  # eager: no recompilation for no_grad
         return {k: float(v) for k, v in self._reconstruction_losses(batch, out).items()}
 
-    def _distill_loss(self, x: Tensor, z: Tensor) -> Tensor:
-        """How far the model's latents ``z`` [B, C, F] are from the teacher's where the tokens are
-        decided: per level, the search input (``LevelVQ.search_input``) of the teacher's residual
-        plus ``z - z_teacher``, against that of the teacher's residual, as a squared error relative
-        to the latter's energy; the mean over levels. Latent directions no level searches in do
-        not count. The teacher runs without gradients, through the model's own quantizer (the
-        teacher's, with ``init_parts``)."""
-        with torch.no_grad():
-            try:
-                target = self._teacher(x)  # compiled: half the time of eager on CPU
-            except Exception as e:  # no C++ compiler, unsupported backend: run it eagerly
-                if self._teacher is self.teacher:
-                    raise
-                self.log(f"torch.compile of the teacher failed ({type(e).__name__}: {str(e)[:200]}); eager")
-                self._teacher = self.teacher
-                target = self.teacher(x)
-        diff, residual, loss = z.float() - target, target, z.new_zeros(())
-        for q in self.model.quantizer.quantizers:
-            with torch.no_grad():
-                want = q.search_input(residual)
-                _, zq, _, _ = q(residual)
-            got = q.search_input(residual + diff)
-            loss = loss + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
-            residual = residual - zq
-        return loss / len(self.model.quantizer.quantizers)
-
     def _distill_step(self, x: Tensor, t0: float, lr: float) -> TrainStep:
         """A distillation-only step: the encoder alone learns."""
         with self._autocast():
-            loss = self._distill_loss(x, self._encoder(x))
+            loss = self.distill.loss(x, self._encoder(x))
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -312,8 +279,8 @@ class Trainer:
         y = out.audio.float()
         losses = self._reconstruction_losses(batch, out)
         total = losses["total"]
-        if self.teacher is not None:
-            losses["distill"] = self._distill_loss(x, out.latent)
+        if self.distill is not None:
+            losses["distill"] = self.distill.loss(x, out.latent)
             total = total + cfg.w_distill * losses["distill"]
         if gan:  # adversarial + feature matching against the current discriminator
             with self._autocast():

@@ -1,0 +1,60 @@
+"""Distillation: a model's encoder learns the tokens of another model's encoder (the teacher).
+
+Used to give a new encoder architecture the tokens of a trained one, behind the trained one's
+quantizer and decoder (``TrainConfig.teacher``, ``w_distill``; ``distill_only`` when every other
+loss weight is 0).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..checkpoint import load_model
+from ..model import LLMCodec
+
+
+class Distillation:
+    """The teacher's encoder (frozen, compiled when ``compile``) and the distillation loss."""
+
+    def __init__(self, teacher: str, model: LLMCodec, device: torch.device, compile: bool,
+                 log: Callable[[str], None] = print):
+        t = load_model(None if teacher == "default" else teacher).model
+        if t.cfg.latent_dim != model.cfg.latent_dim or t.cfg.hop != model.cfg.hop:
+            raise ValueError(f"teacher {teacher}: latents [{t.cfg.latent_dim}] per {t.cfg.hop} samples do not "
+                             f"match the model's [{model.cfg.latent_dim}] per {model.cfg.hop}")
+        self.model, self.log = model, log
+        self.encoder = t.encoder.to(device)
+        self._run = torch.compile(self.encoder) if compile else self.encoder
+
+    def latents(self, x: Tensor) -> Tensor:
+        """The teacher's latents of ``x [B, 1, T]``, without gradients."""
+        with torch.no_grad():
+            try:
+                return self._run(x)  # compiled: half the time of eager on CPU
+            except Exception as e:  # no C++ compiler, unsupported backend: run it eagerly
+                if self._run is self.encoder:
+                    raise
+                self.log(f"torch.compile of the teacher failed ({type(e).__name__}: {str(e)[:200]}); eager")
+                self._run = self.encoder
+                return self.encoder(x)
+
+    def loss(self, x: Tensor, z: Tensor) -> Tensor:
+        """How far the model's latents ``z`` [B, C, F] are from the teacher's where the tokens are
+        decided: per level, the search input (``LevelVQ.search_input``) of the teacher's residual
+        plus ``z - z_teacher``, against that of the teacher's residual, as a squared error relative
+        to the latter's energy; the mean over levels. Latent directions no level searches in do
+        not count. The teacher's latents go through the model's own quantizer (the teacher's,
+        with ``init_parts``)."""
+        target = self.latents(x)
+        levels = self.model.quantizer.quantizers
+        diff, residual, loss = z.float() - target, target, z.new_zeros(())
+        for q in levels:
+            with torch.no_grad():
+                want = q.search_input(residual)
+                _, zq, _, _ = q(residual)
+            got = q.search_input(residual + diff)
+            loss = loss + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
+            residual = residual - zq
+        return loss / len(levels)
