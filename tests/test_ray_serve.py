@@ -87,14 +87,24 @@ def clips(speech: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 async def run_streams(base: str, pcm: list[np.ndarray], sessions: dict, kill_after_s: float | None = None):
-    """Real-time paced streams; optionally SIGKILL the replica of stream 0 after ``kill_after_s``."""
-    async def one(i):
+    """Real-time paced streams, each opened once the one before is ready (as microphones arrive; a
+    burst of simultaneous connections can all read both replicas as idle and land on one); optionally
+    SIGKILL the replica of stream 0 ``kill_after_s`` after the last stream is ready."""
+    async def one(i, ready: asyncio.Event):
+        def on_ready(r):
+            sessions[i] = r.session
+            ready.set()
         try:
-            return await stream_pcm(f"ws://{base}", pcm[i], 16000, realtime=True, token=TOKEN,
-                                    on_ready=lambda r: sessions.__setitem__(i, r.session))
+            return await stream_pcm(f"ws://{base}", pcm[i], 16000, realtime=True, token=TOKEN, on_ready=on_ready)
         except ServerError as e:
             return e
-    tasks = [asyncio.create_task(one(i)) for i in range(len(pcm))]
+        finally:
+            ready.set()
+    tasks = []
+    for i in range(len(pcm)):
+        ready = asyncio.Event()
+        tasks.append(asyncio.create_task(one(i, ready)))
+        await asyncio.wait_for(ready.wait(), timeout=30)
     killed = None
     if kill_after_s is not None:
         await asyncio.sleep(kill_after_s)
@@ -130,7 +140,7 @@ def test_refusals_are_http_answers_as_from_llmcodec_serve(app):
 
 
 def test_two_replicas_serve_concurrent_real_time_streams_with_exact_tokens(app, default_backend, speech_30s):
-    pcm = clips(speech_30s, 6)  # Serve's router may put 4 on one replica (1 run in 8); 6: 1 in 32
+    pcm = clips(speech_30s, 4)
     sessions: dict[int, str] = {}
     results, _ = asyncio.run(run_streams(app, pcm, sessions))
     assert len({s.split("-")[0] for s in sessions.values()}) == 2, f"one replica took every stream: {sessions}"
@@ -143,9 +153,9 @@ def test_two_replicas_serve_concurrent_real_time_streams_with_exact_tokens(app, 
 def test_a_killed_replica_closes_its_streams_cleanly_and_is_replaced(app, default_backend, speech_30s):
     from ray import serve
     from llmcodec.stream.ray_serve import APP_NAME, DEPLOYMENT
-    pcm = clips(speech_30s, 8)  # so that some land on the other replica (4 all on one: 1 run in 8)
+    pcm = clips(speech_30s, 4)
     sessions: dict[int, str] = {}
-    results, killed = asyncio.run(run_streams(app, pcm, sessions, kill_after_s=2.5))
+    results, killed = asyncio.run(run_streams(app, pcm, sessions, kill_after_s=1.5))
     on_killed = [i for i, s in sessions.items() if s.startswith(killed + "-")]
     others = [i for i in sessions if i not in on_killed]
     assert others, f"every stream was on the killed replica: {sessions}"
