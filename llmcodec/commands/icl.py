@@ -1,4 +1,5 @@
-"""``llmcodec icl run`` (accuracy table) / ``llmcodec icl show`` (one episode's prompt and answer)."""
+"""``llmcodec icl run`` (accuracy table) / ``llmcodec icl show`` (one episode's prompt and answer) /
+``llmcodec icl generate`` (``icl_generate.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     r.add_argument("--results", help="results file (JSON): written after every setting; a run on an "
                                      "existing file of the same codec/LLM/seed/episodes skips the settings "
                                      "already in it (resume), and `icl report` merges several")
+    from .icl_generate import add_generate
+    add_generate(sub)
     m = sub.add_parser("report", help="merge results files of `icl run --results` into one table")
     m.add_argument("results", nargs="+", help="results files (same codec, LLM, seed, duration, episodes)")
     m.add_argument("--markdown", help="write the Markdown report here")
@@ -206,7 +209,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"show": _show, "report": _report}.get(args.icl_command, _run)(args)
+    from .icl_generate import run_generate
+    return {"show": _show, "report": _report, "generate": run_generate}.get(args.icl_command, _run)(args)
 
 
 def main(argv: list[str] | None = None) -> int:

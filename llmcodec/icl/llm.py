@@ -235,6 +235,41 @@ class FrozenLLM:
             alive = [i for i in alive if cands[i][j] == tok]
             j += 1
 
+    @torch.inference_mode()
+    def generate_audio(self, prompt_ids: list[int] | tuple[int, ...], grammar: Any, max_blocks: int
+                       ) -> tuple[list[int], bool]:
+        """Greedy decoding constrained by ``grammar`` (``gen_prompts.AudioGrammar``): at every
+        step the most likely of the ids it allows. Returns the ids written (without the closing
+        newline) and whether the LLM closed the output itself (else ``max_blocks`` were written)."""
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        if max_blocks < 1:
+            raise ValueError(f"max_blocks must be >= 1, got {max_blocks}")
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = len(prompt_ids) + max_blocks * (grammar.per_block + 1) + 1
+        if limit and longest > limit:
+            raise ValueError(f"prompt and output reach {longest} tokens; {self.name} reads at most {limit}: "
+                             "use fewer shots, level 1 only, or a shorter --duration")
+        x = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[0, -1].float()
+        st, ids = grammar.start(), []
+        while True:
+            allowed = grammar.allowed(st, max_blocks)
+            if allowed is None:
+                t = int(logits[:grammar.vocab_size].argmax())
+            elif allowed.size == 1 and int(allowed[0]) == grammar.newline:  # max_blocks written
+                return ids, False
+            else:
+                a = torch.from_numpy(allowed)
+                t = int(a[logits[a].argmax()])
+            st = grammar.advance(st, t)
+            if st.done:
+                return ids, True
+            ids.append(t)
+            o = self.model(input_ids=torch.tensor([[t]]), past_key_values=cache, use_cache=True)
+            logits = o.logits[0, -1].float()
+
     def _generate(self, first: torch.Tensor, cache: Any, max_new: int) -> list[int]:
         """Unconstrained greedy decoding until a newline or ``max_new`` tokens."""
         out: list[int] = []
