@@ -43,7 +43,7 @@ system-deps:
 # game music and ambience (about 700 MB). `make test` installs them (the data tests read them);
 # `llmcodec prepare-data` needs them.
 DATA_PKGS := tuxpaint-stamps-default fillets-ng-data-cs fillets-ng-data-nl klettres-data ktuberling-data \
-  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav hedgewars-data colobot-common-sounds \
+  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav hedgewars-data colobot-common-sounds \
   sonic-pi-samples flite
 
 data-deps:

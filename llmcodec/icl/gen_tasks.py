@@ -3,8 +3,8 @@
 * ``tts``: text-to-speech of spoken digits (UniAudio 1.5's Table 4 task, on FSDD there).
   Each example is ``Input: four`` / ``Output: <tokens of a recording of "four">``; the query is a
   digit word whose recordings are among the examples (N digits, K recordings each). The
-  recordings are the digits 0-9 of the five asterisk voices (en_US Allison, es_MX Allison,
-  fr_CA June, it_IT Carlo, ru_RU; 8 kHz), each in the three views of the classification task
+  recordings are the digits 0-9 of the six asterisk voices (en_US Allison, es_MX Allison,
+  fr_CA June, it_IT Menardi and Carlo, ru_RU; 8 kHz), each in the three views of the classification task
   (speed, gain, onset delay): an episode keeps to one voice, so K <= 3.
 * ``denoise``: speech denoising (its Table 5, VCTK + NoiseX-92 there). Each example is ``Input:
   <tokens of noisy speech>`` / ``Output: <tokens of the same speech, clean>``; the query is
@@ -32,7 +32,7 @@ from .tasks import DIGIT_LABELS, DIGIT_VIEWS, Clip, load_clip, onset
 GEN_TASKS = ("tts", "denoise")
 # The asterisk voices with digits/0..9.wav, and the language Whisper hears them in.
 DIGIT_VOICES = {"en_US_f_Allison": "en", "es_MX_f_Allison": "es", "fr_CA_f_June": "fr",
-                "it_IT_m_Carlo": "it", "ru_RU_f_IvrvoiceRU": "ru"}
+                "it_IT_f_Menardi": "it", "it_IT_m_Carlo": "it", "ru_RU_f_IvrvoiceRU": "ru"}
 MIN_SPEECH_SECONDS = 0.8
 DEFAULT_DURATION = {"tts": 1.0, "denoise": 1.5}
 
