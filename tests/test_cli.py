@@ -85,10 +85,22 @@ def one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
         assert w.lower() in lines[0].lower(), lines[0]
 
 
-def test_bad_inputs_give_one_line_errors(tmp_path):
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    """The first case as a real process; the rest through the same ``main`` in this process
+    (an exception that escaped it would fail the test as a traceback would)."""
+    from llmcodec.cli import main
+
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+        return subprocess.CompletedProcess(args, code, "", capsys.readouterr().err)
+
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros(0, np.float32), 16000)
-    one_line_error(run_cli("encode", str(empty), "-o", str(tmp_path / "x.json")), "no samples")
+    one_line_error(globals()["run_cli"]("encode", str(empty), "-o", str(tmp_path / "x.json")), "no samples")
     nan = tmp_path / "nan.wav"
     sf.write(str(nan), np.array([0.1, np.nan, np.inf, 0.2], np.float32), 16000, subtype="FLOAT")
     one_line_error(run_cli("encode", str(nan), "-o", str(tmp_path / "x.json")), "NaN or Inf")

@@ -335,8 +335,9 @@ def test_cli_codec_with_onnx_backend(small_export, default_backend, tmp_path, ca
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
 def test_tokens_are_exact_at_any_batch_and_chunking(runtime, small_export, default_backend, speech_30s):
     """Each runtime, on 30 s of real speech with no tolerance: four streams joining a shared
-    batch at staggered blocks (so the batch size changes from step to step), and three
-    chunkings, each give exactly the batch-1 offline tokens of their own audio."""
+    batch at staggered blocks (so the batch size changes from step to step), and chunkings (three
+    on ONNX; on torch one, since the buffering is the same code for every runtime and torch's
+    steps are the slow ones), each give exactly the batch-1 offline tokens of their own audio."""
     ob = OnnxBackend(small_export, threads=1) if runtime == "onnx" else default_backend
     blk = ob.facts.block_size
     wavs = [speech_30s[k * 5 * blk + 333 * k:] for k in range(4)]  # four different streams
@@ -345,6 +346,6 @@ def test_tokens_are_exact_at_any_batch_and_chunking(runtime, small_export, defau
     for c, ref in zip(codes, refs):
         assert all(np.array_equal(a, b) for a, b in zip(c, ref)), [int((a != b).sum()) for a, b in zip(c, ref)]
     ref = refs[0]  # wavs[0] is the whole 30 s
-    for chunk in (160, 1920 + 7, 16000):
+    for chunk in (160, 1920 + 7, 16000) if runtime == "onnx" else (1920 + 7,):
         c, _ = stream_chunks(ob, speech_30s, chunk, decode=False)
         assert all(np.array_equal(a, b) for a, b in zip(c, ref)), chunk
