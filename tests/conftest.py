@@ -135,3 +135,13 @@ def shut_down_mid_stream(st, frames: list[bytes], sent) -> tuple[list[int], dict
                 error = d
         return seqs, error, ws.close_code
     return asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def llm():
+    """The frozen SmolLM2-135M of the in-context tests (loaded once per process)."""
+    from llmcodec.icl.llm import load_llm
+    try:
+        return load_llm()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))

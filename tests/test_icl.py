@@ -17,15 +17,6 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def llm():
-    from llmcodec.icl.llm import load_llm
-    try:
-        return load_llm()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def coder():
     from llmcodec.icl.run import ClipCoder
     return ClipCoder(None, 1.0, cache_dir=None)

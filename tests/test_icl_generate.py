@@ -19,15 +19,6 @@ def vocab():
     return Vocabulary.default()
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from llmcodec.icl.llm import load_llm
-    try:
-        return load_llm()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-
-
 def random_codes(rng, blocks: int) -> list[np.ndarray]:
     return [rng.integers(0, 4096, blocks), rng.integers(0, 49152, 2 * blocks), rng.integers(0, 49152, 4 * blocks)]
 

@@ -88,7 +88,7 @@ def run_generate(args: argparse.Namespace) -> int:
     done = {r["name"] for r in rows}
     todo = [s for s in todo if s.name not in done]
     judges = Judges(args.threads or 1, use_dnsmos=not args.no_dnsmos)
-    logf = open(args.log, "a", encoding="utf-8") if args.log else None
+    logf = open(args.log, "a", encoding="utf-8", buffering=1) if args.log else None  # a line per episode
     meta = {"codec": identity["codec"], "LLM": f"{llm.name} ({args.dtype}), greedy, constrained to valid ids per "
             "level and whole blocks", "episodes per setting": str(args.episodes), "seed": str(args.seed),
             "command": f"`{command}`"}
