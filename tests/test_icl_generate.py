@@ -152,3 +152,22 @@ def test_generate_cli_runs_both_tasks_end_to_end(tmp_path, llm):
     before = res.read_text()
     assert main(argv + ["--levels", "1", "--tasks", "denoise"]) == 0  # done already: nothing rerun
     assert json.loads(res.read_text())["results"] == json.loads(before)["results"]
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_the_llm_writes_only_valid_ids_and_whole_blocks(llm, levels):
+    """The real LLM on a real episode's prompt: whatever it writes parses as whole blocks of
+    valid codes, at most the longest example's blocks, and reads back to the same ids."""
+    from llmcodec.icl.gen_run import GenCoder, GenRunner, Judges
+    runner = GenRunner(GenCoder(), llm, Judges(use_dnsmos=False), 1.0)
+    s = GenSetting("tts", 1, levels, ways=2)
+    for ep in sample_gen_episodes(s, 2, 3, 1.0):
+        prompt, grammar, max_blocks = runner.prompt(s, ep)
+        ids, closed = llm.generate_audio(prompt.ids, grammar, max_blocks)
+        codes, whole = grammar.parse(ids)
+        assert whole and 1 <= len(codes[0]) <= max_blocks and (closed or len(codes[0]) == max_blocks)
+        assert grammar.audio_ids(codes) == ids
+        assert np.all(codes[0] < runner.coder.vocab.num_words)
+        assert all(np.all((c >= 0) & (c < runner.coder.vocab.vocab_size)) for c in codes[1:])
+        wav = runner.coder.decode_levels(codes)
+        assert wav.shape == (len(codes[0]) * 1920,) and np.isfinite(wav).all()
