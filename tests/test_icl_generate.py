@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmcodec.icl.gen_prompts import AudioGrammar, GenPromptBuilder
-from llmcodec.icl.gen_tasks import GenSetting, noise_halves, noisy_audio, sample_gen_episodes
+from llmcodec.icl.gen_tasks import GenSetting, clean_audio, noise_halves, noisy_audio, sample_gen_episodes
 from llmcodec.vocab import Vocabulary
 
 SR = 16000
@@ -105,6 +105,10 @@ def test_settings_and_episodes_are_checked_and_seeded():
         assert ep.target not in [y for _, y in ep.examples] and ep.query.clip == ep.target
         wav = noisy_audio(ep.query, SR, 1.5)
         assert wav.shape == (24000,) and np.abs(wav).max() <= 1.0
+        for x in [ep.query] + [x for x, _ in ep.examples]:  # noise everywhere, never a silent stretch
+            n = noisy_audio(x, SR, 1.5) - clean_audio(x.clip, SR, 1.5)
+            quiet = np.sqrt((n.reshape(-1, 1200).astype(np.float64) ** 2).mean(axis=1))  # 75 ms frames
+            assert quiet.min() > 1e-4, (x.noise, x.noise_start)
 
 
 def test_noise_is_mixed_at_the_snr():

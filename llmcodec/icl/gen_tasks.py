@@ -152,7 +152,7 @@ def noisy_audio(x: Noisy, sample_rate: int, duration: float) -> np.ndarray:
     """The clean clip plus the noise segment (looped when short) at the SNR; scaled down
     together when the sum would clip."""
     clean = clean_audio(x.clip, sample_rate, duration)
-    wav, _ = load_audio(x.noise, sample_rate)
+    wav = active_noise(x.noise, sample_rate)
     start = int(round(x.noise_start * sample_rate)) % max(1, wav.size)
     noise = np.resize(np.roll(wav, -start), clean.size).astype(np.float64)
     ps, pn = float(np.mean(clean.astype(np.float64) ** 2)), float(np.mean(noise ** 2))
@@ -161,6 +161,20 @@ def noisy_audio(x: Noisy, sample_rate: int, duration: float) -> np.ndarray:
     mix = clean + noise
     peak = float(np.abs(mix).max())
     return (mix / peak * 0.99 if peak > 0.99 else mix).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def active_noise(path: str, sample_rate: int, rel_db: float = -40.0) -> np.ndarray:
+    """The noise file without its near-silent 10 ms frames (below ``rel_db`` of the loudest),
+    so that every segment of it is noise at the SNR asked for."""
+    wav, _ = load_audio(path, sample_rate)
+    hop = sample_rate // 100
+    frames = wav[: wav.size // hop * hop].reshape(-1, hop)
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    keep = frames[rms >= max(rms.max() * 10 ** (rel_db / 20), 1e-5)] if frames.size else frames
+    if not keep.size:
+        raise ValueError(f"{path}: silent, cannot be used as noise")
+    return keep.reshape(-1)
 
 
 # ---- episodes --------------------------------------------------------------------------------
