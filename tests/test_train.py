@@ -43,6 +43,12 @@ def test_configs_load_and_validate():
     stft_joint = TrainConfig.load(ROOT / "configs" / "train_small_stft_joint.json")
     assert stft_joint.codec_config() == distill.codec_config() and not stft_joint.freeze
     assert stft_joint.init_from == str(Path(distill.run_dir) / "model")
+    for name in ("distill_stft_default", "distill_stft_default_continue"):
+        d = TrainConfig.load(ROOT / "configs" / f"{name}.json")
+        assert d.distill_only and d.teacher == "default" and d.codec_config().encoder == "stft"
+        assert d.codec_config().decoder == "snac" and d.run_dir == "runs/distill_stft_default"
+    cont = TrainConfig.load(ROOT / "configs" / "distill_stft_default_continue.json")
+    assert cont.init_parts == () and (ROOT / cont.init_from / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="teacher and w_distill go together"):
         TrainConfig(w_distill=1.0)
     with pytest.raises(ValueError, match="whole number"):
@@ -164,6 +170,19 @@ def test_resume_without_checkpoint_starts_from_a_model_dir(quick_corpus, tmp_pat
     assert float((ya - yb).abs().max()) < 0.05
     second.fit(progress=False)
     assert second.step == 4
+    # the hours go on, and the warm-up ramps the learning rate from the step it started at
+    hours = json.loads((tmp_path / "one" / "model" / "training.json").read_text())["hours"]
+    third = Trainer(_cfg(quick_corpus, tmp_path / "three", steps=9, init_from=str(tmp_path / "one" / "model"),
+                         lr_warmup_steps=4), log=lambda s: None)
+    assert third.elapsed == pytest.approx(hours * 3600)
+    lrs = []
+    for _ in range(5):
+        lrs.append(third.lr())
+        third.step += 1
+    assert lrs == pytest.approx([third.cfg.lr * third.cfg.lr_gamma ** (k // third.cfg.lr_decay_every) * min(1, (k - 2) / 4)
+                                 for k in range(3, 8)])
+    with pytest.raises(ValueError, match="lr_warmup_steps"):
+        TrainConfig(lr_warmup_steps=-1)
 
 
 def test_new_decoder_on_a_frozen_encoder(quick_corpus, tmp_path):

@@ -49,6 +49,9 @@ class TrainConfig(JsonConfig):
     weight_decay: float = 0.01
     lr_gamma: float = 0.999
     lr_decay_every: int = 200  # steps per decay ("epoch")
+    # A linear learning-rate ramp over the first N steps of a run (counted from the step it starts
+    # at, e.g. a committed model export's): its optimiser's moments start from zero. 0: none.
+    lr_warmup_steps: int = 0
     # Final anneal: over the last ``anneal_steps`` steps before ``steps`` the learning rate falls
     # linearly towards zero (0: none). For shipping a branch of a long run (docs/TRAINING.md).
     anneal_steps: int = 0
@@ -89,6 +92,8 @@ class TrainConfig(JsonConfig):
         for name in ("steps", "batch_size", "lr_decay_every", "threads", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         if not 0 <= self.anneal_steps <= self.steps:
             raise ValueError(f"anneal_steps must be between 0 and steps ({self.steps}), got {self.anneal_steps}")
         for name in ("init_parts", "freeze"):

@@ -78,7 +78,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.run_dir = Path(cfg.run_dir)
         self.corpus = Corpus(cfg.data)
-        self.start_step = 0
+        self.start_step, self.start_hours = 0, 0.0
         self.init_steps: int | None = None  # the step of the model init_parts came from
 
         if cfg.init_from and not cfg.init_parts:
@@ -87,7 +87,9 @@ class Trainer:
             if self.model.cfg != cfg.codec_config():
                 raise ValueError(f"init_from {loaded.directory} holds a {self.model.cfg.name!r} model that "
                                  f"differs from the config's {cfg.model!r}")
-            self.start_step = int(read_training_json(loaded.directory).get("steps", 0))
+            done = read_training_json(loaded.directory)
+            self.start_step = int(done.get("steps", 0))
+            self.start_hours = float(done.get("hours", 0.0))
         else:
             self.model = LLMCodec(cfg.codec_config())
             self.model.set_codebooks(_codebooks_for(self.model))
@@ -123,7 +125,7 @@ class Trainer:
         self.sampler = SegmentSampler(self.corpus, cfg.segment_samples, cfg.batch_size, cfg.mix, cfg.seed,
                                       align=self.model.cfg.block_size, gain_db=cfg.gain_db,
                                       augment=cfg.augment_config())
-        self.elapsed = 0.0
+        self.elapsed = self.start_hours * 3600  # a run continued from a model export keeps its hours
         self.resumed = False
         self._encoder, self._decoder = self.model.encoder, self.model.decoder
         self._compiled = cfg.compile
@@ -155,11 +157,14 @@ class Trainer:
 
     def lr(self) -> float:
         """Exponential decay, ``lr * gamma ** (step // lr_decay_every)``, times the final anneal's
-        linear ramp ``(steps - step) / anneal_steps`` over the last ``anneal_steps`` steps."""
+        linear ramp ``(steps - step) / anneal_steps`` over the last ``anneal_steps`` steps, and
+        the warm-up ramp over the first ``lr_warmup_steps`` steps of this run."""
         cfg = self.cfg
         lr = cfg.lr * cfg.lr_gamma ** (self.step // cfg.lr_decay_every)
         if cfg.anneal_steps:
             lr *= min(1.0, max(0.0, (cfg.steps - self.step) / cfg.anneal_steps))
+        if cfg.lr_warmup_steps:  # fresh optimiser moments: ramp up from the run's first step
+            lr *= min(1.0, (self.step - self.start_step + 1) / cfg.lr_warmup_steps)
         return lr
 
     def resume(self) -> bool:
