@@ -134,8 +134,10 @@ def clean_speech(min_seconds: float = MIN_SPEECH_SECONDS) -> tuple[Clip, ...]:
 
 @lru_cache(maxsize=None)
 def noise_halves() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the examples' noise files, the queries' noise files): disjoint, fixed by file path."""
-    files = [str(p) for p in voices.non_speech_files() if sf.info(str(p)).duration >= 1.0]
+    """(the examples' noise files, the queries' noise files): disjoint, fixed by file path; files
+    shorter than 1 s or silent (a few effects are) left out."""
+    files = [str(p) for p in voices.non_speech_files()
+             if sf.info(str(p)).duration >= 1.0 and np.abs(sf.read(str(p), dtype="float32")[0]).max() > 1e-3]
     halves = ([f for f in files if zlib.crc32(f.encode()) % 2 == 0], [f for f in files if zlib.crc32(f.encode()) % 2])
     if not halves[0] or not halves[1]:
         raise FileNotFoundError("too few noise files: `make data-deps` installs hedgewars-data, "
