@@ -145,9 +145,10 @@ class MultiScaleRVQ(nn.Module):
         return QuantizerResult(codes, total, commit, book, levels)
 
     def decode(self, codes: list[Tensor]) -> Tensor:
-        """codes per level [B, F/s_l] -> quantized latent [B, C, F]: one gather per level."""
-        if len(codes) != len(self.quantizers):
-            raise ValueError(f"expected {len(self.quantizers)} levels of codes, got {len(codes)}")
+        """codes per level [B, F/s_l] -> quantized latent [B, C, F]: one gather per level. The
+        codes of the first n levels alone (n >= 1) give the coarser latent of those levels."""
+        if not 1 <= len(codes) <= len(self.quantizers):
+            raise ValueError(f"expected 1 to {len(self.quantizers)} levels of codes, got {len(codes)}")
         out = None
         for q, c in zip(self.quantizers, codes):
             v = q.lookup(c)

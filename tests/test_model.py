@@ -123,6 +123,12 @@ def test_quantizer_levels_and_gradients():
     m.quantizer.freeze_tables()
     r2 = m.quantizer(z.detach())
     assert torch.allclose(m.quantizer.decode(r2.codes), r2.quantized, atol=1e-5)
+    # the first levels alone: the sum of those levels' vectors only
+    for n in (1, 2):
+        want = sum(lv.repeat_interleave(q.stride, dim=-1) for lv, q in zip(r2.levels[:n], m.quantizer.quantizers))
+        assert torch.allclose(m.quantizer.decode(r2.codes[:n]), want, atol=1e-5)
+    with pytest.raises(ValueError, match="levels of codes"):
+        m.quantizer.decode([])
     # level 1 code is the cosine nearest neighbour of the pooled latent
     q0 = m.quantizer.quantizers[0]
     pooled = torch.nn.functional.avg_pool1d(z.detach(), 4)

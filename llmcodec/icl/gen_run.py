@@ -11,7 +11,8 @@ Per episode:
   input itself (doing nothing) and the codec's round trip of the clean recording at the same
   levels (the ceiling).
 
-Decoding level 1 alone sums only that level's code vectors (:func:`decode_levels`).
+Decoding level 1 alone sums only that level's code vectors (``quantizer.decode`` of the first
+levels, :meth:`GenCoder.decode_levels`).
 """
 from __future__ import annotations
 
@@ -76,14 +77,7 @@ class GenCoder:
     @torch.inference_mode()
     def decode_levels(self, codes: Sequence[np.ndarray]) -> np.ndarray:
         """Codes of the first ``len(codes)`` levels [blocks * per-block codes] -> float32 [blocks * block]."""
-        qs = self.model.quantizer.quantizers
-        if not 1 <= len(codes) <= len(qs):
-            raise ValueError(f"expected 1 to {len(qs)} levels of codes, got {len(codes)}")
-        z = None
-        for q, c in zip(qs, codes):
-            v = q.lookup(torch.as_tensor(np.asarray(c, np.int64))[None])
-            v = v.repeat_interleave(q.stride, dim=-1) if q.stride > 1 else v
-            z = v if z is None else z + v
+        z = self.model.quantizer.decode([torch.as_tensor(np.asarray(c, np.int64))[None] for c in codes])
         frames = self.model.block_size // self.model.cfg.hop
         state = dict(self.model.init_decoder_state(1).tensors)
         out = []
