@@ -49,7 +49,7 @@ def test_configs_load_and_validate():
         assert d.codec_config().decoder == "snac" and d.run_dir == "runs/distill_stft_default"
     cont = TrainConfig.load(ROOT / "configs" / "distill_stft_default_continue.json")
     assert cont.init_parts == () and (ROOT / cont.init_from / "model.safetensors").is_file()
-    with pytest.raises(ValueError, match="teacher and w_distill go together"):
+    with pytest.raises(ValueError, match="teacher and w_distill"):
         TrainConfig(w_distill=1.0)
     with pytest.raises(ValueError, match="whole number"):
         TrainConfig(segment_seconds=1.0)
@@ -227,7 +227,7 @@ def test_stft_encoder_learns_the_old_encoders_latents(quick_corpus, tmp_path):
     stft = {"encoder": "stft", "stft_dim": 32, "stft_hidden": 64, "stft_layers": 2}
     cfg = _cfg(quick_corpus, tmp_path / "two", steps=6, model_overrides=stft, init_from=teacher,
                init_parts=("quantizer", "decoder"), freeze=("quantizer", "decoder"), teacher=teacher,
-               w_distill=1.0, lr=3e-3, **zero)
+               w_distill=1.0, w_distill_codes=0.1, lr=3e-3, **zero)
     assert cfg.distill_only
     student = Trainer(cfg, log=lambda s: None)
     fixed = {k: v.clone() for k, v in {**student.model.quantizer.state_dict(),
@@ -239,14 +239,37 @@ def test_stft_encoder_learns_the_old_encoders_latents(quick_corpus, tmp_path):
     steps = student.fit(progress=False)
     with torch.no_grad():
         after = float(student.distill.loss(x, student.model.encoder(x)))
-    assert set(steps[0].losses) == {"total", "distill"}  # no decoder, no discriminator in a step
+    # no decoder, no discriminator in a step
+    assert set(steps[0].losses) == {"total", "distill", "distill_codes", "agree"}
+    assert all(0.0 <= s.losses["agree"] <= 1.0 for s in steps)
     assert after < before, (before, after)
     assert any(not torch.equal(v, student.model.encoder.state_dict()[k]) for k, v in enc0.items())
     now = {**student.model.quantizer.state_dict(), **student.model.decoder.state_dict()}
     assert all(torch.equal(v, now[k]) for k, v in fixed.items())
     with open(tmp_path / "two" / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and rows[-1]["distill"] and not rows[-1]["stft"]
+    assert len(rows) == 6 and rows[-1]["distill"] and rows[-1]["agree"] and not rows[-1]["stft"]
+
+
+def test_distillation_losses_read_the_teachers_codes():
+    """The teacher's own latents agree with its codes everywhere (latent loss 0); perturbed
+    latents lose agreement and raise both losses. On a real recording, the bundled model."""
+    from llmcodec.audio import load_audio
+    from llmcodec.checkpoint import load_model
+    from llmcodec.train.distill import Distillation
+    model = load_model(None).model
+    dist = Distillation("default", model, torch.device("cpu"), compile=False)
+    wav = Path("/usr/share/asterisk/sounds/en/activated.wav")
+    audio, _ = load_audio(wav, 16000)
+    x = torch.from_numpy(audio[:7680].copy()).float()[None, None]
+    z = dist.latents(x)
+    same = dist.losses(x, z, tau=0.05)
+    assert float(same["agree"]) == 1.0 and float(same["distill"]) == 0.0
+    noisy = dist.losses(x, z + 0.5 * z.std() * torch.randn_like(z), tau=0.05)
+    assert float(noisy["agree"]) < 0.9
+    assert float(noisy["distill"]) > 0.01 and float(noisy["distill_codes"]) > float(same["distill_codes"])
+    assert "distill_codes" not in dist.losses(x, z, tau=None)
+    assert float(dist.loss(x, z)) == 0.0
 
 
 def test_loss_building_blocks():

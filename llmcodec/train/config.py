@@ -33,6 +33,10 @@ class TrainConfig(JsonConfig):
     # encoders only (``distill_only``): a new encoder learns the old one's tokens cheaply.
     teacher: str | None = None
     w_distill: float = 0.0
+    # ... and the teacher's codes themselves: a cross-entropy over each level's codebook of the
+    # cosines divided by ``distill_tau`` (``distill.py``), weighted ``w_distill_codes``.
+    w_distill_codes: float = 0.0
+    distill_tau: float = 0.05
     data: str = "data_cache"
     run_dir: str = "runs/small"
     seed: int = 0
@@ -103,8 +107,12 @@ class TrainConfig(JsonConfig):
         if self.init_parts and not self.init_from:
             raise ValueError("init_parts needs init_from (the model directory to take them from)")
         self.augment_config()  # validates
-        if (self.teacher is None) != (self.w_distill == 0):
-            raise ValueError("teacher and w_distill go together: a teacher model directory and a weight > 0")
+        if (self.teacher is None) != (self.w_distill == 0 and self.w_distill_codes == 0):
+            raise ValueError("teacher and w_distill (or w_distill_codes) go together: a teacher model "
+                             "directory and a weight > 0")
+        if self.w_distill < 0 or self.w_distill_codes < 0 or not self.distill_tau > 0:
+            raise ValueError(f"w_distill and w_distill_codes must be >= 0 and distill_tau > 0, got "
+                             f"{self.w_distill}, {self.w_distill_codes}, {self.distill_tau}")
         if self.distill_only and "encoder" in self.freeze:
             raise ValueError("a distillation-only run trains the encoder: do not freeze it")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -115,7 +123,7 @@ class TrainConfig(JsonConfig):
         """Only the distillation loss: no decoder, quantizer or discriminator in a step."""
         others = ("w_stft", "w_subband", "w_adv", "w_fm", "w_commit", "w_codebook", "w_semantic",
                   "w_consistency", "w_asr")
-        return self.w_distill > 0 and all(getattr(self, w) == 0 for w in others)
+        return self.teacher is not None and all(getattr(self, w) == 0 for w in others)
 
     @property
     def segment_samples(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..checkpoint import load_model
@@ -41,20 +42,45 @@ class Distillation:
                 return self.encoder(x)
 
     def loss(self, x: Tensor, z: Tensor) -> Tensor:
+        """The latent loss of ``losses`` alone (``distill``)."""
+        return self.losses(x, z, tau=None)["distill"]
+
+    def losses(self, x: Tensor, z: Tensor, tau: float | None) -> dict[str, Tensor]:
         """How far the model's latents ``z`` [B, C, F] are from the teacher's where the tokens are
-        decided: per level, the search input (``LevelVQ.search_input``) of the teacher's residual
-        plus ``z - z_teacher``, against that of the teacher's residual, as a squared error relative
-        to the latter's energy; the mean over levels. Latent directions no level searches in do
-        not count. The teacher's latents go through the model's own quantizer (the teacher's,
-        with ``init_parts``)."""
+        decided. Per level, ``got`` is the search input (``LevelVQ.search_input``) of the
+        teacher's residual plus ``z - z_teacher`` and ``want`` that of the teacher's residual.
+
+        * ``distill``: the squared error of ``got`` against ``want``, relative to the latter's
+          energy; the mean over levels. Latent directions no level searches in do not count.
+        * ``distill_codes`` (with ``tau``): the cross-entropy of the teacher's codes under
+          ``softmax(cos(got, codes) / tau)`` over each level's whole codebook, the mean over
+          levels: the search is a cosine nearest neighbour, so this trains the decisions
+          themselves, not only the distance.
+        * ``agree``: the fraction of positions whose nearest code of ``got`` is the teacher's
+          (no gradient), the mean over levels.
+
+        The teacher's latents go through the model's own quantizer (the teacher's, with
+        ``init_parts``)."""
         target = self.latents(x)
         levels = self.model.quantizer.quantizers
-        diff, residual, loss = z.float() - target, target, z.new_zeros(())
+        diff, residual = z.float() - target, target
+        mse, ce, agree = z.new_zeros(()), z.new_zeros(()), z.new_zeros(())
         for q in levels:
             with torch.no_grad():
                 want = q.search_input(residual)
-                _, zq, _, _ = q(residual)
+                codes, zq, _, _ = q(residual)
+                _, unit = q.tables()
+                unit = unit.detach().float()
             got = q.search_input(residual + diff)
-            loss = loss + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
+            mse = mse + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
+            cos = F.normalize(got.float().transpose(1, 2), dim=-1) @ unit.t()  # [B, F/s, K]
+            with torch.no_grad():
+                agree = agree + (cos.argmax(dim=-1) == codes).float().mean()
+            if tau is not None:
+                ce = ce + F.cross_entropy((cos / tau).flatten(0, 1), codes.flatten())
             residual = residual - zq
-        return loss / len(levels)
+        n = len(levels)
+        out = {"distill": mse / n, "agree": agree / n}
+        if tau is not None:
+            out["distill_codes"] = ce / n
+        return out

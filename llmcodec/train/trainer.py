@@ -6,8 +6,9 @@ One step (``Trainer.train_step``):
 2. a generator update on
    ``w_stft * MS-STFT + w_subband * sub-band STFT + w_commit * commitment
    + w_codebook * codebook + w_semantic * semantic + w_consistency * consistency
-   + w_asr * asr (``asr_loss.py``; 0 in the reference recipe) + w_distill * distill (the
-   teacher encoder's latents, ``TrainConfig.teacher``) (+ w_adv * LSGAN + w_fm * feature
+   + w_asr * asr (``asr_loss.py``; 0 in the reference recipe) + w_distill * distill
+   + w_distill_codes * distill_codes (the teacher encoder's latents and codes,
+   ``TrainConfig.teacher``) (+ w_adv * LSGAN + w_fm * feature
    matching after the warm-up)``;
 3. after the reconstruction-only warm-up: a least-squares discriminator update
    on real vs generated (detached) audio.
@@ -43,7 +44,7 @@ from .losses import (MultiScaleSTFTLoss, SubBandSTFTLoss, TeacherHeads, feature_
                      lsgan_g_loss)
 
 LOSS_NAMES = ("total", "stft", "subband", "commit", "codebook", "semantic", "consistency", "asr", "adv",
-              "fm", "disc", "distill")
+              "fm", "disc", "distill", "distill_codes", "agree")
 CSV_FIELDS = ("step", "seconds", "lr", *LOSS_NAMES)
 
 
@@ -255,7 +256,8 @@ class Trainer:
     def _distill_step(self, x: Tensor, t0: float, lr: float) -> TrainStep:
         """A distillation-only step: the encoder alone learns."""
         with self._autocast():
-            loss = self.distill.loss(x, self._encoder(x))
+            parts = self._distill_losses(x, self._encoder(x))
+        loss = parts["total"]
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -267,7 +269,16 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.elapsed += dt
-        return TrainStep(self.step, {"total": float(loss.detach()), "distill": float(loss.detach())}, dt, lr)
+        return TrainStep(self.step, {k: float(v.detach()) for k, v in parts.items()}, dt, lr)
+
+    def _distill_losses(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """The distillation losses of latents ``z`` [B, C, F] and their weighted sum (``total``)."""
+        cfg = self.cfg
+        parts = self.distill.losses(x, z, cfg.distill_tau if cfg.w_distill_codes > 0 else None)
+        total = cfg.w_distill * parts["distill"]
+        if "distill_codes" in parts:
+            total = total + cfg.w_distill_codes * parts["distill_codes"]
+        return {"total": total, **parts}
 
     def train_step(self) -> TrainStep:
         cfg, t0, lr = self.cfg, time.perf_counter(), self.lr()
@@ -285,8 +296,9 @@ class Trainer:
         losses = self._reconstruction_losses(batch, out)
         total = losses["total"]
         if self.distill is not None:
-            losses["distill"] = self.distill.loss(x, out.latent)
-            total = total + cfg.w_distill * losses["distill"]
+            parts = self._distill_losses(x, out.latent)
+            total = total + parts.pop("total")
+            losses.update(parts)
         if gan:  # adversarial + feature matching against the current discriminator
             with self._autocast():
                 real_logits, real_feats = self.disc(x)
@@ -373,7 +385,7 @@ class Trainer:
                         recent = results[-50:]
                         mean = {k: sum(r.losses[k] for r in recent) / len(recent)
                                 for k in ("total", "stft", "semantic", "consistency", "asr", "adv", "fm", "disc",
-                                          "distill")
+                                          "distill", "distill_codes", "agree")
                                 if all(k in r.losses for r in recent)}
                         self.log(f"step {self.step}: checkpoint; last {len(recent)} steps "
                                  f"{sum(r.seconds for r in recent) / len(recent):.2f} s/step, "
