@@ -175,3 +175,25 @@ def test_the_llm_writes_only_valid_ids_and_whole_blocks(llm, levels):
         assert all(np.all((c >= 0) & (c < runner.coder.vocab.vocab_size)) for c in codes[1:])
         wav = runner.coder.decode_levels(codes)
         assert wav.shape == (len(codes[0]) * 1920,) and np.isfinite(wav).all()
+
+
+def test_report_counts_the_episodes_each_mean_is_over():
+    """Denoising outputs too short to score are left out of the output's mean, and the table says
+    over how many episodes each mean is; 95% intervals surround the means."""
+    import math
+
+    from llmcodec.icl.gen_report import markdown, summarize
+    from llmcodec.icl.gen_run import GenOutcome
+    s = GenSetting("denoise", 2, levels=3, snr_db=5.0)
+    outs = [GenOutcome(s, i, 100, 8, True, {"pesq": math.nan if i < 3 else 1.1 + 0.01 * i,
+                                            "stoi": math.nan if i < 3 else 0.5 + 0.01 * i,
+                                            "pesq_noisy": 1.3, "stoi_noisy": 0.7 + 0.001 * i,
+                                            "pesq_ceiling": 1.2, "stoi_ceiling": 0.6})
+            for i in range(10)]
+    row = summarize(s, outs, 1.0)
+    m, lo, hi, n = row["columns"]["STOI output"]
+    assert n == 7 and lo < m < hi and m == pytest.approx(np.mean([0.5 + 0.01 * i for i in range(3, 10)]))
+    assert row["columns"]["STOI noisy input"][3] == 10
+    md = markdown([row], {"codec": "x"})
+    assert "(7 of 10)" in md and "not scored" in md
+    assert md.count("of 10)") == 2  # the two output columns; inputs and ceilings are whole

@@ -55,13 +55,15 @@ def summarize(setting: GenSetting, outs: Sequence[GenOutcome], seconds: float) -
     return row
 
 
-def _cell(v: list, kind: str) -> str:
+def _cell(v: list, kind: str, episodes: int | None = None) -> str:
+    """``mean [low, high]``, and ``(n of N)`` when only n of the N episodes could be scored."""
     m, lo, hi, n = v
     if not math.isfinite(m):
         return "-"
+    some = f" ({n} of {episodes})" if episodes is not None and n < episodes else ""
     if kind == "p":
-        return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
-    return f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) else f"{m:.3f}"
+        return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]" + some
+    return (f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) else f"{m:.3f}") + some
 
 
 def markdown(rows: Sequence[dict], meta: dict[str, str], partial: bool = False) -> str:
@@ -73,11 +75,13 @@ def markdown(rows: Sequence[dict], meta: dict[str, str], partial: bool = False) 
         if not rs:
             continue
         cols = COLUMNS[task]
-        out += [f"## {title}", "", "Means with 95% intervals over the episodes.", "",
+        note = ("Means with 95% intervals over the episodes. An output shorter than a quarter of the "
+                "clean recording is not scored: `(n of N)` counts the episodes a mean is over.")
+        out += [f"## {title}", "", note if task == "denoise" else "Means with 95% intervals over the episodes.", "",
                 "| setting | episodes | " + " | ".join(c for c, _, _ in cols) + " | closed by the LLM | prompt tokens |",
                 "|---" * (len(cols) + 4) + "|"]
         for r in rs:
-            cells = [_cell(r["columns"][c], kind) for c, _, kind in cols]
+            cells = [_cell(r["columns"][c], kind, r["episodes"]) for c, _, kind in cols]
             out.append(f"| {r['name']} | {r['episodes']} | " + " | ".join(cells) +
                        f" | {r['closed']}/{r['episodes']} | {r['mean_prompt_tokens']:.0f} |")
         out.append("")
