@@ -265,6 +265,8 @@ def test_distillation_losses_read_the_teachers_codes():
     z = dist.latents(x)
     same = dist.losses(x, z, tau=0.05)
     assert float(same["agree"]) == 1.0 and float(same["distill"]) == 0.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the training step's autocast: still float32 codes
+        assert float(dist.losses(x, z, tau=0.05)["agree"]) == 1.0
     noisy = dist.losses(x, z + 0.5 * z.std() * torch.randn_like(z), tau=0.05)
     assert float(noisy["agree"]) < 0.9
     assert float(noisy["distill"]) > 0.01 and float(noisy["distill_codes"]) > float(same["distill_codes"])

@@ -60,20 +60,25 @@ class Distillation:
           (no gradient), the mean over levels.
 
         The teacher's latents go through the model's own quantizer (the teacher's, with
-        ``init_parts``)."""
+        ``init_parts``). All of it runs in float32 whatever autocast is on: the codes are those
+        of float32 inference (under bfloat16 autocast the default's codes of real speech agree
+        with them at only 73% / 76% / 51% of positions, levels 1 / 2 / 3)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._losses(x.float(), z.float(), tau)
+
+    def _losses(self, x: Tensor, z: Tensor, tau: float | None) -> dict[str, Tensor]:
         target = self.latents(x)
         levels = self.model.quantizer.quantizers
-        diff, residual = z.float() - target, target
+        diff, residual = z - target, target
         mse, ce, agree = z.new_zeros(()), z.new_zeros(()), z.new_zeros(())
         for q in levels:
             with torch.no_grad():
                 want = q.search_input(residual)
                 codes, zq, _, _ = q(residual)
                 _, unit = q.tables()
-                unit = unit.detach().float()
             got = q.search_input(residual + diff)
             mse = mse + (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
-            cos = F.normalize(got.float().transpose(1, 2), dim=-1) @ unit.t()  # [B, F/s, K]
+            cos = F.normalize(got.transpose(1, 2), dim=-1) @ unit.t()  # [B, F/s, K]
             with torch.no_grad():
                 agree = agree + (cos.argmax(dim=-1) == codes).float().mean()
             if tau is not None:
