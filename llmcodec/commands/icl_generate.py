@@ -84,14 +84,15 @@ def run_generate(args: argparse.Namespace) -> int:
                 "duration": args.duration, "dnsmos": not args.no_dnsmos}
     commands, rows = load_results(args.results, identity) if args.results else ([], [])
     command = _command(args)
-    commands = commands + [command] if command not in commands else commands
     done = {r["name"] for r in rows}
     todo = [s for s in todo if s.name not in done]
+    if todo and command not in commands:  # the commands that ran settings
+        commands = commands + [command]
     judges = Judges(args.threads or 1, use_dnsmos=not args.no_dnsmos)
     logf = open(args.log, "a", encoding="utf-8", buffering=1) if args.log else None  # a line per episode
     meta = {"codec": identity["codec"], "LLM": f"{llm.name} ({args.dtype}), greedy, constrained to valid ids per "
             "level and whole blocks", "episodes per setting": str(args.episodes), "seed": str(args.seed),
-            "command": f"`{command}`"}
+            "commands": "; ".join(f"`{c}`" for c in commands)}
 
     def write(final: bool) -> None:
         if args.results:
