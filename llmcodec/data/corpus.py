@@ -40,7 +40,7 @@ MANIFEST = "manifest.json"
 CORPUS_VERSION = 1  # v1 readers ignore the added "group"/"band" keys; old corpora read as one group per kind
 # real_*: the asterisk prompts (8 kHz, one voice each); piper_en: synthetic; wide_speech: the
 # wideband multi-speaker recordings of voices.py; tel_speech: more 8 kHz telephone voices;
-# synth_wide: flite's voices; ambience: wideband music, effects and ambience of game packages.
+# synth_wide: flite's and Kokoro's voices; ambience: wideband music, effects and ambience of game packages.
 KINDS = ("real_en", "piper_en", "real_es", "real_fr", "music", "events",
          "wide_speech", "tel_speech", "synth_wide", "ambience")
 UNSEEN = "unseen"  # heldout/unseen: the speaker-disjoint held-out set
@@ -67,6 +67,7 @@ class PrepareOptions:
     max_speakers: int | None = None  # speaker groups, training and held-out each; None: all
     max_clips_per_speaker: int | None = None  # training clips per speaker group; None: all
     flite_minutes: float = 40.0  # synthesised by flite, spread over its training voices
+    kokoro_minutes: float = 20.0  # synthesised by Kokoro-82M, spread over its 8 voices (synth.py)
     ambience_minutes: float | None = 40.0  # of game music/effects; None: all
     unseen_seconds_per_speaker: float = 150.0  # speaker-disjoint held-out audio per group
     unseen_min_seconds: float = 20.0  # smaller held-out groups are left out of the eval set
@@ -77,13 +78,15 @@ class PrepareOptions:
             raise ValueError(f"unknown languages {bad}; accepted: {sorted(sources.VOICES)}")
         if not 1.0 <= self.track_seconds <= WHISPER_WINDOW / SAMPLE_RATE:
             raise ValueError(f"track_seconds must be in [1, 30], got {self.track_seconds}")
-        if self.piper_minutes < 0:
-            raise ValueError(f"piper_minutes must be >= 0, got {self.piper_minutes}")
+        for name in ("piper_minutes", "flite_minutes", "kokoro_minutes"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 # A corpus of a few minutes for tests and smoke runs (about 15 s to build).
 QUICK = PrepareOptions(max_prompts=10, max_heldout=3, piper_minutes=0.2, music_seconds=15.0, track_seconds=8.0,
-                       max_speakers=6, max_clips_per_speaker=2, flite_minutes=0.2, ambience_minutes=0.2,
+                       max_speakers=6, max_clips_per_speaker=2, flite_minutes=0.2, kokoro_minutes=0.1,
+                       ambience_minutes=0.2,
                        unseen_seconds_per_speaker=4.0, unseen_min_seconds=1.0)
 
 

@@ -2,7 +2,7 @@
 
 ``gather_voices`` reads every clip of ``voices.py``, sends held-out speakers to
 ``heldout/unseen/`` (never to training) and returns the rest as training
-utterances labelled with their speaker group, plus flite's synthetic voices and
+utterances labelled with their speaker group, plus flite's and Kokoro's synthetic voices and
 wideband ambience. ``corpus.build_corpus`` packs them into tracks.
 """
 from __future__ import annotations
@@ -165,6 +165,32 @@ def _flite(minutes: float, unseen_seconds: float, rng: np.random.Generator,
     return utts, held
 
 
+def _kokoro(minutes: float, rng: np.random.Generator, log: Callable[[str], None]) -> list[Utterance]:
+    """Kokoro-82M's voices reading wordnet's sentences in turn (kind ``synth_wide``, a group per
+    voice); none of them is in the held-out set."""
+    if minutes <= 0:
+        return []
+    from tqdm import tqdm
+
+    from .synth import KOKORO_VOICES, KokoroSynth
+    synth = KokoroSynth(SAMPLE_RATE)
+    texts = sources.wordnet_sentences()
+    order = list(rng.permutation(len(texts)))
+    utts, have = [], 0.0
+    with tqdm(total=int(minutes * 60), unit="s", desc="kokoro", leave=False) as bar:
+        while have < minutes * 60 and order:
+            i = int(order.pop())
+            voice = KOKORO_VOICES[len(utts) % len(KOKORO_VOICES)]
+            wav = synth.synthesize(texts[i], voice, rng)
+            if wav.size < SAMPLE_RATE // 2:
+                continue
+            utts.append(Utterance("synth_wide", f"kokoro/{voice}/{i}", wav, texts[i], group=f"kokoro/{voice}"))
+            have += wav.size / SAMPLE_RATE
+            bar.update(wav.size / SAMPLE_RATE)
+    log(f"synth_wide: {len(utts)} Kokoro utterances, {have / 60:.1f} min ({len(KOKORO_VOICES)} voices)")
+    return utts
+
+
 def _package(path: Path) -> str:
     """``/usr/share/games/hedgewars/...`` -> ``hedgewars`` (the group of an ambience piece)."""
     parts = [p for p in path.parts[3:] if p != "games"]
@@ -219,7 +245,8 @@ def gather_voices(opts, unseen_dir: Path, rng: np.random.Generator,
         secs = sum(u.audio.size for u in utts if u.kind == kind) / SAMPLE_RATE
         log(f"{kind}: {sum(u.kind == kind for u in utts)} clips, {secs / 60:.1f} min, "
             f"{len({u.group for u in utts if u.kind == kind})} speaker groups")
-    return utts + flite_utts + _ambience(opts.ambience_minutes, opts.track_seconds, log)
+    kokoro_utts = _kokoro(opts.kokoro_minutes, rng, log)
+    return utts + flite_utts + kokoro_utts + _ambience(opts.ambience_minutes, opts.track_seconds, log)
 
 
 __all__ = ["Utterance", "gather_voices", "write_unseen"]
