@@ -303,6 +303,9 @@ def test_token_agreement_per_level(tiny_dir, tmp_path):
     w = {k: v + 0.3 * v.std() * torch.randn_like(v) if k.startswith("encoder.") and v.dim() > 1 else v
          for k, v in w.items()}
     save_file(w, str(other / "model.safetensors"))
-    diff = token_agreement.run(str(other), str(tiny_dir), str(data), limit=2)
+    diff = token_agreement.run(str(other), str(tiny_dir), str(data), limit=2, swap=True)
     assert diff.files == 2 and min(diff.equal) < 1.0
+    swaps = {lv: (st, pq) for lv, st, pq in diff.swaps}
+    assert len(swaps) == 8 and swaps[()] != swaps[(1, 2, 3)]  # A's own codes decode differently from B's
+    assert "levels from B" in diff.table("A", "B") and not same.swaps
     assert [p.name for p in token_agreement.spread(sorted(data.glob("*.wav")), 2)] == ["0.wav", "1.wav"]
