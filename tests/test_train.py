@@ -47,6 +47,11 @@ def test_configs_load_and_validate():
         d = TrainConfig.load(ROOT / "configs" / f"{name}.json")
         assert d.distill_only and d.teacher == "default" and d.codec_config().encoder == "stft"
         assert d.codec_config().decoder == "snac" and d.run_dir == "runs/distill_stft_default"
+    for name in ("joint_stft_default", "joint_stft_default_continue"):
+        j = TrainConfig.load(ROOT / "configs" / f"{name}.json")
+        assert not j.distill_only and j.teacher == "default" and j.freeze == ("quantizer",) and j.w_stft > 0
+        assert j.codec_config() == TrainConfig.load(ROOT / "configs" / "distill_stft_default.json").codec_config()
+        assert (ROOT / j.init_from / "model.safetensors").is_file()
     cont = TrainConfig.load(ROOT / "configs" / "distill_stft_default_continue.json")
     assert cont.init_parts == () and (ROOT / cont.init_from / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="teacher and w_distill"):
