@@ -91,6 +91,8 @@ def test_cli_eval(quick_corpus, tiny_model_dir, tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert main(["eval", "--data", str(quick_corpus / "heldout" / "en"), "--model-card"]) == 2
+    assert main(["eval", "--data", str(quick_corpus / "heldout" / "en"), "--per-speaker", "0"]) == 2
+    assert "--per-speaker must be >= 1" in capsys.readouterr().err
 
 
 def test_model_card(quick_corpus, tiny_model_dir):
@@ -169,3 +171,52 @@ def test_evaluate_speaker_disjoint_set_per_speaker(quick_corpus, tiny_model_dir)
     md = rep.to_markdown()
     assert "| speaker | lang |" in md and rows[0].speaker in md and "WER base" in md
     assert EvalReport.from_json(rep.to_json()).per_file[0].base_edits == rep.per_file[0].base_edits
+
+
+def test_per_speaker_quick_check_and_paired_comparison(quick_corpus, tiny_model_dir, tmp_path, capsys):
+    from llmcodec.eval.compare import compare, main as compare_main
+    from llmcodec.eval.report import EvalReport, evaluate, list_files, read_speakers
+    data = quick_corpus / "heldout" / "unseen"
+    speakers = read_speakers(data)
+    every = list_files(data)
+    names = {speakers[p.stem]["speaker"] for p, _ in every}
+    assert {speakers[p.stem]["speaker"] for p, _ in list_files(data, per_speaker=1)} == names
+    # Two speakers of four and three files: the first N of each, in file order.
+    grouped = tmp_path / "grouped"
+    grouped.mkdir()
+    for i, (p, _) in enumerate(every):
+        (grouped / p.name).symlink_to(p)
+    (grouped / "speakers.json").write_text(json.dumps({p.stem: {"speaker": "s1" if i < 4 else "s2", "lang": "en"}
+                                                       for i, (p, _) in enumerate(every)}))
+    one_each = list_files(grouped, per_speaker=1)
+    assert [p.name for p, _ in one_each] == [every[0][0].name, every[4][0].name]
+    assert len(list_files(grouped, per_speaker=2)) == 4 and len(list_files(grouped, per_speaker=9)) == len(every)
+    rep = evaluate(tiny_model_dir, data, per_speaker=1, limit=3, opus=False, dns=False, judges=False,
+                   progress=False)
+    assert rep.files == 3 and len({f.speaker for f in rep.per_file}) == 3
+    # The same report against itself: no difference, so no verdict either way.
+    same = compare(rep, rep)
+    stoi = next(m for m in same.metrics if m.metric == "stoi")
+    assert stoi.diff == 0 and stoi.clear == "unclear" and stoi.files == 3
+    # A copy scoring higher on every file is clearly better; one lower on a file only is not clear.
+    up = dataclasses.replace(rep, model="b", per_file=[dataclasses.replace(f, stoi=f.stoi + 0.05)
+                                                       for f in rep.per_file])
+    better = next(m for m in compare(rep, up).metrics if m.metric == "stoi")
+    assert better.diff == pytest.approx(0.05) and better.low > 0 and better.clear == "better"
+    assert better.b_higher == 1.0 and set(better.per_speaker) == {f.speaker for f in rep.per_file}
+    mixed = [dataclasses.replace(f, stoi=f.stoi + (0.3 if i == 0 else -0.01)) for i, f in enumerate(rep.per_file)]
+    assert next(m for m in compare(rep, dataclasses.replace(rep, per_file=mixed)).metrics
+                if m.metric == "stoi").clear == "unclear"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(rep.to_json())
+    b.write_text(up.to_json())
+    compare_main([str(a), str(b), "--json", str(tmp_path / "c.json")])
+    assert "| stoi | 3 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["verdicts"]["stoi"] == "better"
+    other = dataclasses.replace(rep, per_file=[dataclasses.replace(f, name="x" + f.name) for f in rep.per_file])
+    with pytest.raises(ValueError, match="share no file"):
+        compare(rep, other)
+    with pytest.raises(SystemExit, match="not an llmcodec eval report|compare:"):
+        (tmp_path / "bad.json").write_text("{}")
+        compare_main([str(a), str(tmp_path / "bad.json")])
+    assert EvalReport.from_json(a.read_text()).files == 3

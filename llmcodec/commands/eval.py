@@ -12,6 +12,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                         "speakers.json (e.g. data_cache/heldout/unseen: speaker-disjoint; "
                         "data_cache/heldout/en: held-out prompts of trained speakers)")
     p.add_argument("--limit", type=int, help="only the first N files")
+    p.add_argument("--per-speaker", type=int, metavar="N",
+                   help="only the first N files of each speaker (speakers.json): a quick check of every speaker")
     p.add_argument("--no-opus", action="store_true", help="skip the Opus 6 kbps baseline")
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS")
     p.add_argument("--no-judges", action="store_true",
@@ -33,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--model-card needs --model DIR (the directory to write MODEL_CARD.md into)")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.per_speaker is not None and args.per_speaker < 1:
+        raise ValueError(f"--per-speaker must be >= 1, got {args.per_speaker}")
     if args.history and not args.model_card:
         raise ValueError("--history is for --model-card")
     from llmcodec.eval.report import EvalReport
     history = [EvalReport.from_json(Path(h).read_text()) for h in args.history]  # fail before the long run
-    report = evaluate(args.model, args.data, limit=args.limit, opus=not args.no_opus,
+    report = evaluate(args.model, args.data, limit=args.limit, per_speaker=args.per_speaker, opus=not args.no_opus,
                       dns=not args.no_dnsmos, judges=not args.no_judges, threads=args.threads)
     table = report.to_markdown()
     print(table, end="")

@@ -143,8 +143,11 @@ class EvalReport:
         return "\n".join(lines) + "\n"
 
 
-def list_files(data_dir: str | Path, limit: int | None = None) -> list[tuple[Path, str | None]]:
-    """Audio files of ``data_dir`` (sorted) with their transcripts (None if absent)."""
+def list_files(data_dir: str | Path, limit: int | None = None,
+               per_speaker: int | None = None) -> list[tuple[Path, str | None]]:
+    """Audio files of ``data_dir`` (sorted) with their transcripts (None if absent);
+    ``per_speaker``: only the first N files of each speaker of ``speakers.json`` (files it does
+    not name count as one speaker each), a quick check that still covers every speaker."""
     d = Path(data_dir)
     if not d.is_dir():
         raise ValueError(f"{d}: not a directory; --data takes a directory of audio files "
@@ -152,6 +155,15 @@ def list_files(data_dir: str | Path, limit: int | None = None) -> list[tuple[Pat
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
     if not files:
         raise ValueError(f"{d}: no audio files ({', '.join(AUDIO_EXT)})")
+    if per_speaker is not None:
+        speakers, seen = read_speakers(d), {}
+        kept = []
+        for p in files:
+            key = speakers.get(p.stem, {}).get("speaker") or p.stem
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= per_speaker:
+                kept.append(p)
+        files = kept
     if limit is not None:
         files = files[:limit]
     out = []
@@ -214,7 +226,7 @@ def read_speakers(data_dir: str | Path) -> dict[str, dict]:
 
 
 def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int | None = None,
-             opus: bool = True, dns: bool = True, judges: bool = True, threads: int = 2,
+             per_speaker: int | None = None, opus: bool = True, dns: bool = True, judges: bool = True, threads: int = 2,
              progress: bool = True) -> EvalReport:
     """Run the codec (offline = streaming path) and Opus 6 kbps on every file of ``data_dir``;
     ``judges``: also Whisper base, speaker similarity and the high band (judges.py)."""
@@ -222,7 +234,7 @@ def evaluate(model_dir: str | Path | None, data_dir: str | Path, *, limit: int |
     from ..checkpoint import load_model
     from .judges import SpeakerJudge, base_transcriber, high_band_db
     t0 = time.time()
-    files = list_files(data_dir, limit)
+    files = list_files(data_dir, limit, per_speaker)
     speakers = read_speakers(data_dir)
     loaded = load_model(model_dir)
     model, cfg = loaded.model, loaded.model.cfg
