@@ -213,6 +213,26 @@ def test_augmentations_do_what_they_say():
     assert abs(snr - 20.0) < 0.1
     loud = augment(x * 9, np.random.default_rng(5), AugmentConfig(p_tilt=1.0), sr)
     assert float(np.abs(loud).max()) <= 0.99 + 1e-6 and loud.dtype == np.float32
+    # Reverb: a click becomes the direct path plus a tail that decays 60 dB per RT60, with the
+    # drawn direct-to-reverberant ratio, and the segment's level is kept.
+    from llmcodec.data.augment import room_response
+    h = room_response(np.random.default_rng(6), sr, rt60=0.4, drr_db=6.0, predelay_ms=2.5)
+    assert h[0] == 1.0 and not h[1:40].any() and len(h) == 40 + int(0.4 * sr)
+    assert abs(10 * np.log10(1.0 / np.sum(h[1:] ** 2)) - 6.0) < 1e-6
+    e = np.array([np.sum(h[40 + i * 1600:40 + (i + 1) * 1600] ** 2) for i in range(4)])  # 0.1 s windows
+    slope = np.polyfit(np.arange(4) * 0.1, 10 * np.log10(e), 1)[0]  # dB per second
+    assert abs(slope + 60.0 / 0.4) < 15.0, slope
+    click = np.zeros(n, np.float32)
+    click[100] = 0.5
+    rev_cfg = AugmentConfig(p_reverb=1.0, rt60_s=(0.4, 0.4), drr_db=(0.0, 0.0))
+    wet = augment(click, np.random.default_rng(7), rev_cfg, sr)
+    assert np.abs(wet[:100]).max() < 1e-9 and np.abs(wet[200:]).max() > 1e-4  # causal, with a tail
+    assert abs(np.mean(wet.astype(np.float64) ** 2) / np.mean(click.astype(np.float64) ** 2) - 1) < 1e-3
+    assert abs(wet[100] ** 2 / np.sum(wet[101:].astype(np.float64) ** 2) - 1) < 1e-3  # DRR 0 dB
+    speech_like = augment(x, np.random.default_rng(8), rev_cfg, sr)
+    assert speech_like.shape == x.shape and not np.allclose(speech_like, x, atol=1e-3)
+    with pytest.raises(ValueError, match="rt60_s"):
+        AugmentConfig(rt60_s=(0.0, 0.5))
     with pytest.raises(ValueError, match="probability"):
         AugmentConfig(p_band=1.5)
     with pytest.raises(ValueError, match="low <= high"):
@@ -227,7 +247,7 @@ def test_sampler_augments_reproducibly(quick_corpus):
     same = SegmentSampler(c, 1920 * 2, 4, mix, seed=3, augment=AugmentConfig())
     assert np.array_equal(plain.batch(2).audio.numpy(), same.batch(2).audio.numpy())  # p = 0: unchanged
     aug = SegmentSampler(c, 1920 * 2, 4, mix, seed=3,
-                         augment=AugmentConfig(p_tilt=1.0, p_band=1.0, p_noise=1.0))
+                         augment=AugmentConfig(p_tilt=1.0, p_band=1.0, p_noise=1.0, p_reverb=1.0))
     a, b = aug.batch(2), aug.batch(2)
     assert np.array_equal(a.audio.numpy(), b.audio.numpy()) and a.kinds == plain.batch(2).kinds
     assert not np.array_equal(a.audio.numpy(), plain.batch(2).audio.numpy())
