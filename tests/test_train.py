@@ -52,6 +52,16 @@ def test_configs_load_and_validate():
         assert not j.distill_only and j.teacher == "default" and j.freeze == ("quantizer",) and j.w_stft > 0
         assert j.codec_config() == TrainConfig.load(ROOT / "configs" / "distill_stft_default.json").codec_config()
         assert (ROOT / j.init_from / "model.safetensors").is_file()
+    wide = TrainConfig.load(ROOT / "configs" / "train_small_wide.json")
+    wide_cont = TrainConfig.load(ROOT / "configs" / "train_small_wide_continue.json")
+    assert wide.init_from == "default" and wide_cont.codec_config() == small.codec_config()
+    assert wide_cont.lr_warmup_steps > 0 and wide_cont.run_dir == wide.run_dir
+    assert (ROOT / wide_cont.init_from / "model.safetensors").is_file()
+    aug = TrainConfig.load(ROOT / "configs" / "train_small_wide_aug.json")  # the A/B of augmentation
+    assert aug.augment_config().active and aug.augment_config().p_reverb > 0 and aug.run_dir != wide.run_dir
+    assert dataclasses.replace(aug, name=wide.name, run_dir=wide.run_dir, augment={}) == wide
+    aug_cont = TrainConfig.load(ROOT / "configs" / "train_small_wide_aug_continue.json")
+    assert aug_cont.augment == aug.augment and (ROOT / aug_cont.init_from / "model.safetensors").is_file()
     cont = TrainConfig.load(ROOT / "configs" / "distill_stft_default_continue.json")
     assert cont.init_parts == () and (ROOT / cont.init_from / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="teacher and w_distill"):
